@@ -1,0 +1,64 @@
+"""Word error rate with one normaliser applied to reference and hypothesis alike.
+
+Lower-case; ``mr``/``mrs``/``dr`` spelled out; digits spelled as words (four-digit
+numbers from 1100 to 1999 read as years, "fourteen fifty five"); hyphens and
+punctuation removed. Compound words ("woodcutters" / "wood cutters") still count
+as errors.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jiwer
+
+_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ABBREV = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint", "etc": "et cetera"}
+
+
+def _below_100(n: int) -> str:
+    if n < 20:
+        return _ONES[n]
+    tens, ones = divmod(n, 10)
+    return _TENS[tens] + ("" if ones == 0 else " " + _ONES[ones])
+
+
+def number_words(n: int) -> str:
+    """Spell a non-negative integer in English words."""
+    if n < 100:
+        return _below_100(n)
+    if 1100 <= n <= 1999 and n % 100 != 0:
+        return f"{_below_100(n // 100)} {_below_100(n % 100) if n % 100 >= 10 else 'oh ' + _ONES[n % 100]}"
+    for size, name in ((10**9, "billion"), (10**6, "million"), (1000, "thousand"), (100, "hundred")):
+        if n >= size:
+            head, rest = divmod(n, size)
+            return f"{number_words(head)} {name}" + ("" if rest == 0 else " " + number_words(rest))
+    raise AssertionError(n)
+
+
+def normalise(text: str) -> str:
+    text = text.lower().replace("-", " ")
+    text = re.sub(r"(\d),(\d)", r"\1\2", text)
+    text = re.sub(r"\d+", lambda m: " " + number_words(int(m.group())) + " ", text)
+    text = re.sub(r"[^a-z' ]+", " ", text).replace("'", "")
+    words = [_ABBREV.get(w, w) for w in text.split()]
+    return " ".join(words)
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    ref, hyp = normalise(reference), normalise(hypothesis)
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    return jiwer.wer(ref, hyp)
+
+
+def word_errors(reference: str, hypothesis: str) -> dict[str, int]:
+    """Counts of substitutions, deletions, insertions and reference words."""
+    out = jiwer.process_words(normalise(reference), normalise(hypothesis))
+    return {
+        "substitutions": out.substitutions,
+        "deletions": out.deletions,
+        "insertions": out.insertions,
+        "words": out.substitutions + out.deletions + out.hits,
+    }

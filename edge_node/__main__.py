@@ -1,0 +1,113 @@
+"""``python -m edge_node``: run a node, or transcribe one file locally.
+
+    python -m edge_node --broker mqtt://HOST:PORT [--node-id ID] [--engine sphinx] [--model M] [--concurrency N]
+    python -m edge_node transcribe FILE [--engine sphinx] [--model M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from edge_node.engines import DEFAULT_ENGINE, ENGINES, EngineUnavailable, NoSpeech, create_engine
+from edge_node.settings import NodeSettings, default_node_id
+from protocol.broker import BrokerAddress
+from protocol.cli import add_common_args, env_default, setup_logging
+from protocol.topics import Topics
+
+_LOGGER = logging.getLogger("edge_node")
+
+
+def _engine_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", default=env_default("--engine", DEFAULT_ENGINE), choices=ENGINES)
+    parser.add_argument("--model", default=env_default("--model", ""), help="model name or local model directory")
+    parser.add_argument("--language", default=env_default("--language", "en-US"))
+
+
+def serve(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge_node", description="Run an edgescribe edge node.")
+    add_common_args(parser, broker_required=True)
+    parser.add_argument("--node-id", default=env_default("--node-id") or default_node_id())
+    _engine_args(parser)
+    parser.add_argument("--concurrency", type=int, default=int(env_default("--concurrency", "1")))
+    parser.add_argument("--keepalive", type=int, default=int(env_default("--keepalive", "5")), help="seconds")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=float(env_default("--drain-timeout", "30")),
+        help="on SIGTERM, seconds to finish chunks in hand before handing them back",
+    )
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        settings = NodeSettings(
+            broker=BrokerAddress.parse(args.broker),
+            node_id=args.node_id,
+            topics=Topics(args.prefix),
+            engine=args.engine,
+            model=args.model,
+            language=args.language,
+            concurrency=args.concurrency,
+            keepalive_s=args.keepalive,
+            drain_s=args.drain_timeout,
+        )
+    except ValueError as exc:
+        print(f"edge_node: {exc}", file=sys.stderr)
+        return 2
+
+    from edge_node.node import EdgeNode  # after argument checks: keeps --help fast
+    from edge_node.runner import EngineStartError
+
+    node = EdgeNode(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        node.start()
+    except EngineStartError as exc:
+        print(f"edge_node: {exc}", file=sys.stderr)
+        return 2
+    while not stop.wait(3600):
+        pass
+    _LOGGER.info("stopping: no new chunks; finishing the ones in hand")
+    node.stop()
+    return 0
+
+
+def transcribe(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m edge_node transcribe",
+        description="Transcribe one file here, whole, with the same engine a node uses (the one-machine baseline).",
+    )
+    parser.add_argument("file", type=Path)
+    _engine_args(parser)
+    parser.add_argument("--log-level", default="WARNING", type=str.upper)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    from edge_node.audiofile import AudioFileError, read_audio_file
+
+    try:
+        engine = create_engine(args.engine, args.model, args.language)
+        audio = read_audio_file(args.file)
+    except (EngineUnavailable, AudioFileError) as exc:
+        print(f"edge_node: {exc}", file=sys.stderr)
+        return 2
+    try:
+        text = engine.transcribe(audio)
+    except NoSpeech:
+        text = ""
+    print(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["transcribe"]:
+        return transcribe(argv[1:])
+    return serve(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

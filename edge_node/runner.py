@@ -1,0 +1,138 @@
+"""Each engine runs in a child process of its own.
+
+Why a process and not a thread: PocketSphinx holds the GIL for the whole
+decode (measured: a 40 s stall of every other thread), which would starve
+paho's network thread, miss keepalives and make the broker declare a busy node
+dead. A child process also contains engines that crash (a segfault becomes an
+``error`` result) or hang (killed after ``timeout``), and is started again.
+
+The worker thread that owns an :class:`EngineProcess` sends it raw PCM over a
+pipe and waits, bounded, for ``(status, text, reason)``. The child exits when
+its pipe closes, so it never outlives the node by more than the chunk in hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from protocol.messages import ResultStatus
+
+_LOGGER = logging.getLogger(__name__)
+_CTX = mp.get_context("spawn")  # no fork of a process that runs paho threads
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    name: str
+    model: str = ""
+    language: str = "en-US"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: ResultStatus
+    text: str = ""
+    reason: str = ""
+
+
+class EngineStartError(RuntimeError):
+    """The engine could not be loaded in its process; the message is one line."""
+
+
+def _child(conn: Connection, spec: EngineSpec) -> None:
+    # Runs in the child process. Ctrl-C in a terminal reaches the whole process group:
+    # the node decides what happens to the chunk in hand, not the engine.
+    import signal
+
+    import speech_recognition as sr
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    from edge_node.engines import EngineUnavailable, NoSpeech, create_engine
+
+    try:
+        engine = create_engine(spec.name, spec.model, spec.language)
+    except EngineUnavailable as exc:
+        conn.send(("error", str(exc)))
+        return
+    conn.send(("ready", f"{engine.name}\t{engine.model}\t{engine.language}"))
+    while True:
+        try:
+            pcm, rate, width = conn.recv()
+        except (EOFError, OSError):
+            return  # the node is gone
+        try:
+            conn.send((ResultStatus.OK.value, engine.transcribe(sr.AudioData(pcm, rate, width)), ""))
+        except NoSpeech:
+            conn.send((ResultStatus.NO_SPEECH.value, "", ""))
+        except Exception as exc:  # noqa: BLE001 - every engine failure becomes an error result
+            conn.send((ResultStatus.ERROR.value, "", f"{type(exc).__name__}: {exc}"[:1000]))
+
+
+class EngineProcess:
+    """One engine in one child process, restarted after a crash or a hang."""
+
+    def __init__(self, spec: EngineSpec, start_timeout: float = 120.0) -> None:
+        self.spec = spec
+        self._start_timeout = start_timeout
+        self._proc: mp.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+        self.name = spec.name
+        self.model = spec.model
+        self.language = spec.language
+
+    def start(self) -> None:
+        parent, child = _CTX.Pipe()
+        proc = _CTX.Process(target=_child, args=(child, self.spec), name=f"engine-{self.spec.name}", daemon=True)
+        proc.start()
+        child.close()
+        if not parent.poll(self._start_timeout):
+            proc.kill()
+            raise EngineStartError(f"engine {self.spec.name} did not load within {self._start_timeout:.0f} s")
+        try:
+            kind, detail = parent.recv()
+        except EOFError:
+            proc.join(1)
+            raise EngineStartError(f"engine {self.spec.name} process died while loading (exit code {proc.exitcode})") from None
+        if kind != "ready":
+            proc.join(1)
+            raise EngineStartError(detail)
+        self.name, self.model, self.language = detail.split("\t")
+        self._proc, self._conn = proc, parent
+
+    def transcribe(self, pcm: bytes, rate: int, width: int, timeout: float) -> Outcome:
+        """Run one chunk; never raises. A crash or hang kills the process, which restarts next call."""
+        if self._proc is None or not self._proc.is_alive():
+            try:
+                self.start()
+            except EngineStartError as exc:
+                return Outcome(ResultStatus.ERROR, reason=str(exc))
+        assert self._conn is not None and self._proc is not None
+        try:
+            self._conn.send((pcm, rate, width))
+            if not self._conn.poll(timeout):
+                _LOGGER.error("engine %s hung for %.0f s; killing it", self.name, timeout)
+                self.close()
+                return Outcome(ResultStatus.ERROR, reason=f"engine gave no answer within {timeout:.0f} s")
+            status, text, reason = self._conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            self._proc.join(1)
+            code = self._proc.exitcode
+            _LOGGER.error("engine %s process died (exit code %s)", self.name, code)
+            self.close()
+            return Outcome(ResultStatus.ERROR, reason=f"engine process died (exit code {code})")
+        return Outcome(ResultStatus(status), text, reason)
+
+    def close(self, grace: float = 0.0) -> None:
+        """Close the pipe (the child then exits); kill it if it is still there after ``grace`` s."""
+        if self._conn is not None:
+            self._conn.close()
+        if self._proc is not None:
+            self._proc.join(grace)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join(5)
+        self._proc = self._conn = None

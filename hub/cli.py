@@ -1,0 +1,180 @@
+"""The hub's command line.
+
+    python -m hub transcribe FILE... [--broker URL] [--local-nodes N] [--format text|json|srt|vtt]
+    python -m hub up [--local-nodes N] [--port PORT]
+
+Without ``--broker``, a private Mosquitto is started from the repository's
+mosquitto.conf on a free loopback port, with ``--local-nodes`` edge nodes
+(default 2). Every process started here is stopped on exit, Ctrl-C included.
+Transcripts go to stdout, progress to stderr.
+
+Exit codes: 0 done; 1 a job finished with gaps or failed; 2 bad input or
+configuration; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from hub.audio import AudioError, load_audio
+from hub.chunking import ChunkingSettings
+from hub.dispatcher import DispatchSettings
+from hub.jobs import ChunkState, Job, JobState
+from hub.local import LocalCluster, NodeOptions
+from hub.service import Hub, HubSettings
+from hub.transcript import FORMATS, render
+from protocol.broker import BrokerAddress
+from protocol.cli import add_common_args, env_default, setup_logging
+from protocol.topics import Topics
+
+_LOGGER = logging.getLogger("hub")
+DEFAULT_LOCAL_NODES = 2
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise Interrupted()
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    add_common_args(parser, broker_required=False)
+    parser.add_argument(
+        "--local-nodes", type=int, default=None,
+        help=f"start N edge nodes on this machine (default {DEFAULT_LOCAL_NODES} when there is no --broker, else 0)",
+    )
+    parser.add_argument("--engine", default=env_default("--engine", "sphinx"), help="engine of the local nodes")
+    parser.add_argument("--model", default=env_default("--model", ""), help="model of the local nodes")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hub", description="The edgescribe hub.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("transcribe", help="transcribe recordings through the nodes and print the transcripts")
+    t.add_argument("files", nargs="+", type=Path)
+    _common(t)
+    t.add_argument("--format", choices=FORMATS, default="text")
+    t.add_argument("--target-chunk", type=float, default=20.0, help="preferred chunk length, seconds")
+    t.add_argument("--max-chunk", type=float, default=30.0, help="longest chunk, seconds")
+    t.add_argument("--max-duration", type=float, default=float(env_default("--max-duration", "14400")), help="longest recording accepted, seconds")
+    t.add_argument("--no-node-timeout", type=float, default=60.0, help="fail if no node is online for this long, seconds")
+    t.add_argument("--lease", type=float, default=15.0, help="fixed part of a chunk's lease, seconds")
+    t.add_argument("--max-attempts", type=int, default=3)
+    u = sub.add_parser("up", help="run a broker and local nodes until stopped")
+    _common(u)
+    u.add_argument("--port", type=int, default=1883, help="broker port on 127.0.0.1 (a free one if taken)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging(args.log_level if args.log_level != "INFO" or args.command == "up" else "WARNING")
+    local = args.local_nodes if args.local_nodes is not None else (0 if args.broker else DEFAULT_LOCAL_NODES)
+    if local < 0 or (args.broker is None and local == 0):
+        print("hub: without --broker, --local-nodes must be at least 1", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    try:
+        if args.command == "transcribe":
+            return _transcribe(args, local)
+        return _up(args, local)
+    except Interrupted:
+        print("hub: interrupted", file=sys.stderr)
+        return 130
+
+
+def _cluster(args: argparse.Namespace, local: int, port: int | None = None) -> LocalCluster:
+    options = NodeOptions(engine=args.engine, model=args.model, prefix=args.prefix, log_level=args.log_level)
+    return LocalCluster(local, args.broker, options, name="local", broker_port=port)
+
+
+def _transcribe(args: argparse.Namespace, local: int) -> int:
+    try:
+        settings_kwargs = {
+            "chunking": ChunkingSettings(target_s=args.target_chunk, max_s=args.max_chunk),
+            "dispatch": DispatchSettings(
+                lease_base_s=args.lease, max_attempts=args.max_attempts, no_node_timeout_s=args.no_node_timeout
+            ),
+            "topics": Topics(args.prefix),
+        }
+        broker = BrokerAddress.parse(args.broker) if args.broker else None
+        recordings = [(path.name, load_audio(path, max_duration_s=args.max_duration)) for path in args.files]
+    except (ValueError, AudioError) as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 2
+    cluster = _cluster(args, local)
+    hub = None
+    try:
+        cluster.start()
+        settings = HubSettings(broker=broker or BrokerAddress.parse(str(cluster.broker_url)), **settings_kwargs)
+        hub = Hub(settings)
+        hub.add_listener(_Progress())
+        hub.start()
+        jobs = [hub.submit(audio, name) for name, audio in recordings]
+        for job in jobs:
+            job.finished.wait()
+        return _report(jobs, args.format, cluster)
+    finally:
+        if hub is not None:
+            hub.stop()
+        cluster.stop()
+
+
+def _report(jobs: list[Job], fmt: str, cluster: LocalCluster) -> int:
+    code = 0
+    if fmt == "json":
+        docs = [json.loads(render(job, "json")) for job in jobs]
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, ensure_ascii=False))
+    for job in jobs:
+        if fmt != "json":
+            if len(jobs) > 1:
+                print(f"==> {job.name} <==")
+            print(render(job, fmt))
+        if job.state is JobState.FAILED:
+            print(f"hub: {job.name}: {job.error}", file=sys.stderr)
+            for node_id, tail in cluster.dead_nodes().items():
+                print(f"hub: local node {node_id} exited:\n{tail}", file=sys.stderr)
+            code = 1
+        elif job.state is JobState.PARTIAL:
+            print(f"hub: {job.name}: {job.count(ChunkState.FAILED)} chunk(s) failed; gaps are marked", file=sys.stderr)
+            code = 1
+    return code
+
+
+class _Progress:
+    """Prints one line to stderr each time a job's count of finished chunks changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[int, str]] = {}
+
+    def __call__(self, job: Job) -> None:
+        done = job.count(ChunkState.DONE) + job.count(ChunkState.FAILED)
+        key = (done, job.state.value)
+        with self._lock:
+            if self._seen.get(job.id) == key:
+                return
+            self._seen[job.id] = key
+        print(f"{job.name}: {done}/{len(job.chunks)} chunks, {job.state.value}", file=sys.stderr, flush=True)
+
+
+def _up(args: argparse.Namespace, local: int) -> int:
+    cluster = _cluster(args, local, port=args.port)
+    try:
+        cluster.start()
+        print(f"edgescribe is up: broker {cluster.broker_url}, {local} local node(s). Ctrl-C stops everything.", file=sys.stderr)
+        print(f"  transcribe:  python -m hub transcribe FILE --broker {cluster.broker_url}", file=sys.stderr)
+        print(f"  add a node:  python -m edge_node --broker mqtt://<this machine>:{cluster.broker_url.rsplit(':', 1)[1]}", file=sys.stderr)
+        threading.Event().wait()
+    finally:
+        cluster.stop()
+    return 0

@@ -1,0 +1,259 @@
+"""Who gets which chunk: capacity-aware dispatch with leases, retries and de-duplication.
+
+Mosquitto does not balance load or fail over (a shared subscription is strict
+round robin), so the hub decides. This class is pure bookkeeping: no I/O, no
+threads, a clock passed in. :class:`hub.service.Hub` calls it under one lock
+and does the publishing.
+
+Rules:
+- A node's free capacity is ``capacity - max(active it reports, chunks this hub
+  has in flight on it)``. Its report counts every hub's chunks; our own count
+  covers the moments before its report catches up. Races between hubs end in a
+  ``rejected`` result, and the chunk is queued again at once.
+- Free nodes are taken fastest first (lowest measured real-time factor), and a
+  retry avoids the nodes that already failed that chunk.
+- Each assignment has a lease: ``lease_base_s + lease_factor * duration * rtf``.
+  When it runs out, or the node goes offline, the chunk is queued again.
+- ``error`` results and lease expiries count as failures; after
+  ``max_attempts`` the chunk is marked failed and the job finishes with a gap.
+- Results are keyed by (job id, sequence id): the first ``ok``/``no-speech``
+  answer wins, later ones (a slow node that comes back) are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from hub.jobs import ChunkState, ChunkWork, Job, JobState
+from protocol.messages import NodeState, NodeStatus, Result, ResultStatus
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    lease_base_s: float = 15.0  #: fixed part of a lease, covers transfer and engine start
+    lease_factor: float = 3.0  #: times the expected processing time
+    default_rtf: float = 1.0  #: assumed real-time factor of a node that has not reported one
+    max_attempts: int = 3  #: failures (errors, expired leases) before a chunk is given up
+    no_node_timeout_s: float = 120.0  #: a job that waits this long with no node online fails
+    busy_backoff_s: float = 1.0  #: after a ``rejected``, leave that node alone for this long
+
+    def __post_init__(self) -> None:
+        if self.lease_base_s <= 0 or self.lease_factor <= 0 or self.default_rtf <= 0:
+            raise ValueError("lease settings must be positive")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.no_node_timeout_s <= 0:
+            raise ValueError("no_node_timeout_s must be positive")
+
+
+@dataclass
+class NodeView:
+    status: NodeStatus
+    mine: int = 0  #: chunks of this hub in flight on the node
+    rested_until: float = 0.0  #: monotonic; set after a rejection
+
+    def free(self, now: float) -> int:
+        if self.status.state is not NodeState.ONLINE or now < self.rested_until:
+            return 0
+        return self.status.capacity - max(self.status.active, self.mine)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    job: Job
+    chunk: ChunkWork
+    node_id: str
+    attempt: int
+    lease_s: float
+
+
+class Dispatcher:
+    def __init__(self, settings: DispatchSettings | None = None) -> None:
+        self.settings = settings or DispatchSettings()
+        self.jobs: dict[str, Job] = {}
+        self.nodes: dict[str, NodeView] = {}
+
+    # -- inputs ------------------------------------------------------------------
+    def add_job(self, job: Job) -> None:
+        self.jobs[job.id] = job
+        if not job.chunks:
+            self._finish(job)
+
+    def forget_job(self, job_id: str) -> None:
+        job = self.jobs.pop(job_id, None)
+        if job is not None:
+            for chunk in job.chunks:
+                self._release(chunk)
+
+    def node_status(self, status: NodeStatus, now: float) -> list[Job]:
+        """Record a node's status; requeue our chunks on it if it went offline. Returns changed jobs."""
+        view = self.nodes.get(status.node_id)
+        if view is None:
+            view = self.nodes[status.node_id] = NodeView(status)
+        was_online = view.status.state is NodeState.ONLINE
+        view.status = status
+        if status.state is NodeState.OFFLINE and (was_online or view.mine):
+            return self._requeue_node(status.node_id, "node went offline", now)
+        return []
+
+    def result(self, result: Result, now: float) -> Job | None:
+        """Apply a node's result. Returns the job if it changed, None if the result was dropped."""
+        job = self.jobs.get(result.job_id)
+        if job is None or job.is_finished:
+            _LOGGER.info("dropped result for unknown or finished job %s", result.job_id)
+            return None
+        if result.seq >= len(job.chunks):
+            _LOGGER.warning("dropped result with sequence %d outside job %s", result.seq, job.id)
+            return None
+        chunk = job.chunks[result.seq]
+        if chunk.state in (ChunkState.DONE, ChunkState.FAILED):
+            _LOGGER.info("dropped duplicate result for %s/%d from %s", job.id, result.seq, result.node_id)
+            return None
+        current = chunk.state is ChunkState.ASSIGNED and chunk.node_id == result.node_id and chunk.attempt == result.attempt
+        if result.status in (ResultStatus.OK, ResultStatus.NO_SPEECH):
+            if not current:
+                _LOGGER.info("late result for %s/%d from %s accepted (first answer wins)", job.id, result.seq, result.node_id)
+            self._release(chunk)
+            chunk.state = ChunkState.DONE
+            chunk.result = result
+            chunk.node_id = result.node_id
+            self._check_finished(job)
+            return job
+        if not current:
+            _LOGGER.info("ignored stale %s for %s/%d from %s", result.status.value, job.id, result.seq, result.node_id)
+            return None
+        self._release(chunk)
+        if result.status is ResultStatus.REJECTED:
+            view = self.nodes.get(result.node_id)
+            if view is not None:
+                view.rested_until = now + self.settings.busy_backoff_s
+            chunk.state = ChunkState.QUEUED
+            chunk.node_id = None
+            return job
+        _LOGGER.warning("chunk %s/%d failed on %s: %s", job.id, result.seq, result.node_id, result.reason)
+        self._fail_attempt(job, chunk, f"{result.node_id}: {result.reason}")
+        return job
+
+    # -- decisions ---------------------------------------------------------------------
+    def assign(self, now: float) -> list[Assignment]:
+        """Give queued chunks (oldest job first) to nodes with free capacity."""
+        out: list[Assignment] = []
+        free = {nid: v.free(now) for nid, v in self.nodes.items()}
+        for job in sorted(self.jobs.values(), key=lambda j: j.created_mono):
+            if job.is_finished:
+                continue
+            for chunk in job.chunks:
+                if chunk.state is not ChunkState.QUEUED:
+                    continue
+                node_id = self._pick(free, chunk)
+                if node_id is None:
+                    return out
+                free[node_id] -= 1
+                view = self.nodes[node_id]
+                view.mine += 1
+                rtf = view.status.rtf or self.settings.default_rtf
+                lease = self.settings.lease_base_s + self.settings.lease_factor * chunk.duration_s * rtf
+                chunk.state = ChunkState.ASSIGNED
+                chunk.node_id = node_id
+                chunk.attempt += 1
+                chunk.lease_deadline = now + lease
+                chunk.tried.add(node_id)
+                job.state = JobState.RUNNING
+                out.append(Assignment(job, chunk, node_id, chunk.attempt, lease))
+        return out
+
+    def expire(self, now: float) -> list[Job]:
+        """Requeue chunks whose lease ran out; fail jobs that found no node in time."""
+        changed = []
+        online = any(v.status.state is NodeState.ONLINE for v in self.nodes.values())
+        for job in list(self.jobs.values()):
+            if job.is_finished:
+                continue
+            waiting = not online and job.count(ChunkState.ASSIGNED) == 0
+            if not waiting:
+                job.idle_since = None
+            elif job.idle_since is None:
+                job.idle_since = now
+            elif now - job.idle_since >= self.settings.no_node_timeout_s:
+                job.state = JobState.FAILED
+                job.error = f"no edge node online for {self.settings.no_node_timeout_s:.0f} s"
+                self._finish(job)
+                changed.append(job)
+                continue
+            for chunk in job.chunks:
+                if chunk.state is ChunkState.ASSIGNED and now >= chunk.lease_deadline:
+                    _LOGGER.warning("lease of %s/%d on %s expired", job.id, chunk.seq, chunk.node_id)
+                    node = chunk.node_id
+                    self._release(chunk)
+                    self._fail_attempt(job, chunk, f"{node}: no answer before the lease ran out")
+                    if job not in changed:
+                        changed.append(job)
+        return changed
+
+    def next_deadline(self) -> float | None:
+        """The earliest monotonic time at which :meth:`expire` has something to do."""
+        times = []
+        for job in self.jobs.values():
+            if job.is_finished:
+                continue
+            if job.idle_since is not None:
+                times.append(job.idle_since + self.settings.no_node_timeout_s)
+            times.extend(c.lease_deadline for c in job.chunks if c.state is ChunkState.ASSIGNED)
+        rests = [v.rested_until for v in self.nodes.values() if v.rested_until]
+        return min(times + rests) if times or rests else None
+
+    # -- helpers -----------------------------------------------------------------
+    def _pick(self, free: dict[str, int], chunk: ChunkWork) -> str | None:
+        candidates = [nid for nid, n in free.items() if n > 0]
+        if not candidates:
+            return None
+        fresh = [nid for nid in candidates if nid not in chunk.tried] if chunk.failures else candidates
+        pool = fresh or candidates
+
+        def speed(nid: str) -> tuple[float, int, str]:
+            view = self.nodes[nid]
+            return (view.status.rtf or self.settings.default_rtf, view.mine, nid)
+
+        return min(pool, key=speed)
+
+    def _release(self, chunk: ChunkWork) -> None:
+        if chunk.state is ChunkState.ASSIGNED and chunk.node_id in self.nodes:
+            view = self.nodes[chunk.node_id]
+            view.mine = max(0, view.mine - 1)
+
+    def _requeue_node(self, node_id: str, why: str, now: float) -> list[Job]:
+        changed = []
+        for job in self.jobs.values():
+            for chunk in job.chunks:
+                if chunk.state is ChunkState.ASSIGNED and chunk.node_id == node_id:
+                    _LOGGER.warning("requeueing %s/%d: %s %s", job.id, chunk.seq, node_id, why)
+                    self._release(chunk)
+                    self._fail_attempt(job, chunk, f"{node_id}: {why}")
+                    if job not in changed:
+                        changed.append(job)
+        return changed
+
+    def _fail_attempt(self, job: Job, chunk: ChunkWork, reason: str) -> None:
+        chunk.failures += 1
+        chunk.node_id = None
+        if chunk.failures >= self.settings.max_attempts:
+            chunk.state = ChunkState.FAILED
+            chunk.reason = reason
+            _LOGGER.error("chunk %s/%d failed %d times, giving up: %s", job.id, chunk.seq, chunk.failures, reason)
+            self._check_finished(job)
+        else:
+            chunk.state = ChunkState.QUEUED
+
+    def _check_finished(self, job: Job) -> None:
+        if all(c.state in (ChunkState.DONE, ChunkState.FAILED) for c in job.chunks):
+            job.state = JobState.PARTIAL if job.count(ChunkState.FAILED) else JobState.DONE
+            self._finish(job)
+
+    @staticmethod
+    def _finish(job: Job) -> None:
+        if not job.chunks and not job.is_finished:
+            job.state = JobState.DONE
+        job.finished.set()

@@ -1,0 +1,75 @@
+"""Jobs and their chunks as the hub tracks them (in memory)."""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from dataclasses import dataclass, field
+
+from pydub import AudioSegment
+
+from hub.chunking import ChunkSpec
+from protocol.messages import Result
+
+
+class ChunkState(str, enum.Enum):
+    QUEUED = "queued"  #: waiting for a node with free capacity
+    ASSIGNED = "assigned"  #: sent to ``node_id``, leased until ``lease_deadline``
+    DONE = "done"  #: a node answered ``ok`` or ``no-speech``
+    FAILED = "failed"  #: gave up after ``max_attempts``; the transcript shows a gap
+
+
+class JobState(str, enum.Enum):
+    QUEUED = "queued"  #: no chunk has been assigned yet (e.g. no node online)
+    RUNNING = "running"
+    DONE = "done"  #: every chunk done
+    PARTIAL = "partial"  #: finished, but some chunks failed (gaps in the transcript)
+    FAILED = "failed"  #: gave up as a whole, see ``Job.error``
+
+
+@dataclass
+class ChunkWork:
+    seq: int
+    spec: ChunkSpec
+    state: ChunkState = ChunkState.QUEUED
+    node_id: str | None = None
+    attempt: int = 0  #: number of the current (or last) assignment
+    failures: int = 0  #: errors and lease expiries so far
+    lease_deadline: float = 0.0  #: monotonic seconds
+    tried: set[str] = field(default_factory=set)
+    result: Result | None = None
+    reason: str = ""  #: why it failed
+
+    @property
+    def offset_s(self) -> float:
+        return self.spec.start_ms / 1000
+
+    @property
+    def duration_s(self) -> float:
+        return (self.spec.end_ms - self.spec.start_ms) / 1000
+
+
+@dataclass
+class Job:
+    id: str
+    name: str
+    audio: AudioSegment
+    chunks: list[ChunkWork]
+    created: float = field(default_factory=time.time)
+    created_mono: float = field(default_factory=time.monotonic)
+    state: JobState = JobState.QUEUED
+    error: str = ""
+    idle_since: float | None = None  #: monotonic; since when it has waited with no node online
+    finished: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / 1000
+
+    def count(self, state: ChunkState) -> int:
+        return sum(1 for c in self.chunks if c.state is state)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in (JobState.DONE, JobState.PARTIAL, JobState.FAILED)

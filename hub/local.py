@@ -1,0 +1,86 @@
+"""Local edge nodes started by the hub (``--local-nodes N``), and the embedded broker with them."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.broker import LocalBroker
+from hub.procs import child_env, log_tail, spawn, terminate
+
+_LOGGER = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    engine: str = "sphinx"
+    model: str = ""
+    language: str = "en-US"
+    prefix: str = "edgescribe"
+    log_level: str = "INFO"
+
+
+class LocalCluster:
+    """An optional private broker plus N edge node processes, torn down together."""
+
+    def __init__(self, nodes: int, broker_url: str | None, options: NodeOptions, name: str, broker_port: int | None = None) -> None:
+        self._count = nodes
+        self._options = options
+        self._name = name
+        self._broker_port = broker_port
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgescribe-")
+        self.workdir = Path(self._tmp.name)
+        self.broker: LocalBroker | None = None
+        self.broker_url = broker_url
+        self.nodes: dict[str, subprocess.Popen] = {}
+
+    def start(self) -> None:
+        if self.broker_url is None:
+            self.broker = LocalBroker(self.workdir / "broker", port=self._broker_port)
+            self.broker.start()
+            self.broker_url = self.broker.url
+            _LOGGER.info("started a private broker at %s", self.broker_url)
+        for i in range(1, self._count + 1):
+            self.start_node(f"{self._name}-node{i}")
+
+    def start_node(self, node_id: str) -> subprocess.Popen:
+        o = self._options
+        cmd = [
+            sys.executable, "-m", "edge_node",
+            "--broker", str(self.broker_url),
+            "--node-id", node_id,
+            "--engine", o.engine,
+            "--language", o.language,
+            "--prefix", o.prefix,
+            "--log-level", o.log_level,
+        ]
+        if o.model:
+            cmd += ["--model", o.model]
+        proc = spawn(cmd, self.workdir / f"{node_id}.log", env=child_env(REPO_ROOT), cwd=REPO_ROOT)
+        self.nodes[node_id] = proc
+        _LOGGER.info("started local node %s (pid %d)", node_id, proc.pid)
+        return proc
+
+    def dead_nodes(self) -> dict[str, str]:
+        """Nodes that exited, with the tail of their log."""
+        return {nid: log_tail(self.workdir / f"{nid}.log") for nid, p in self.nodes.items() if p.poll() is not None}
+
+    def stop(self) -> None:
+        for node_id, proc in self.nodes.items():
+            code = terminate(proc)
+            _LOGGER.debug("node %s exited with %s", node_id, code)
+        if self.broker is not None:
+            self.broker.stop()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

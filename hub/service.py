@@ -1,0 +1,200 @@
+"""The hub: turns recordings into jobs, hands chunks to nodes, collects results.
+
+Threads, on purpose: paho's network thread delivers node status and results;
+each handler decodes and updates the :class:`~hub.dispatcher.Dispatcher` under
+one lock, then wakes the dispatch thread. The dispatch thread assigns queued
+chunks and expires leases; it sleeps on a condition variable until the next
+event or the next lease deadline, never on a fixed timer. Audio is cut into
+WAV bytes only when a chunk is sent, so a job holds one copy of its audio.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydub import AudioSegment
+
+from hub.audio import SAMPLE_RATE, wav_bytes
+from hub.chunking import ChunkingSettings, plan_chunks
+from hub.dispatcher import Assignment, DispatchSettings, Dispatcher
+from hub.jobs import ChunkWork, Job
+from protocol.broker import BrokerAddress
+from protocol.errors import ProtocolError
+from protocol.messages import MAX_CHUNK_BYTES, Chunk, NodeStatus, Result
+from protocol.mqtt import MqttLink
+from protocol.topics import Topics, check_id
+
+_LOGGER = logging.getLogger(__name__)
+
+Listener = Callable[[Job], None]
+_HEADER_ROOM = 64 * 1024  # WAV and JSON headers on top of the samples
+
+
+def new_hub_id() -> str:
+    return f"hub-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    broker: BrokerAddress
+    topics: Topics = field(default_factory=Topics)
+    hub_id: str = field(default_factory=new_hub_id)
+    chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    language: str = "en-US"
+
+    def __post_init__(self) -> None:
+        check_id(self.hub_id, "hub id")
+        largest = int(self.chunking.max_s * SAMPLE_RATE * 2) + _HEADER_ROOM
+        if largest > MAX_CHUNK_BYTES:
+            raise ValueError(
+                f"chunks of up to {self.chunking.max_s:.0f} s would exceed the {MAX_CHUNK_BYTES} byte message limit"
+            )
+
+
+class Hub:
+    def __init__(self, settings: HubSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._topics = settings.topics
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._dispatcher = Dispatcher(settings.dispatch)
+        self._listeners: list[Listener] = []
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="hub-dispatch", daemon=True)
+        self._link = MqttLink(
+            settings.broker,
+            client_id=settings.hub_id,
+            subscriptions={
+                self._topics.all_node_status: self._on_status,
+                self._topics.hub_results(settings.hub_id): self._on_result,
+            },
+            on_connected=self._kick,
+        )
+
+    # -- life cycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+        self._link.start()
+        _LOGGER.info("hub %s using broker %s, topic prefix %s", self.settings.hub_id, self.settings.broker, self._topics.prefix)
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._link.wait_connected(timeout)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._wake.notify_all()
+        self._thread.join(timeout=5)
+        self._link.stop()
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(job)`` (from a hub thread) whenever a job changes."""
+        self._listeners.append(listener)
+
+    # -- jobs ------------------------------------------------------------------------------
+    def submit(self, audio: AudioSegment, name: str = "recording") -> Job:
+        """Cut ``audio`` (16 kHz mono 16-bit, see :func:`hub.audio.load_audio`) into chunks and queue them."""
+        if audio.frame_rate != SAMPLE_RATE or audio.channels != 1 or audio.sample_width != 2:
+            raise ValueError("audio must be 16 kHz mono 16-bit; load it with hub.audio.load_audio")
+        specs = plan_chunks(audio, self.settings.chunking)
+        job = Job(id=uuid.uuid4().hex[:16], name=name, audio=audio, chunks=[ChunkWork(i, s) for i, s in enumerate(specs)])
+        with self._lock:
+            self._dispatcher.add_job(job)
+            self._wake.notify_all()
+        _LOGGER.info("job %s (%s): %.1f s of audio in %d chunks", job.id, name, job.duration_s, len(job.chunks))
+        self._notify([job])
+        return job
+
+    def nodes(self) -> list[NodeStatus]:
+        with self._lock:
+            return [v.status for v in self._dispatcher.nodes.values()]
+
+    def online_nodes(self) -> int:
+        return sum(1 for n in self.nodes() if n.state.value == "online")
+
+    # -- broker callbacks (paho thread) --------------------------------------------------
+    def _on_status(self, topic: str, payload: bytes) -> None:
+        try:
+            node_id = self._topics.parse_node_status(topic)
+            if not payload:
+                return  # a cleared retained message
+            status = NodeStatus.decode(payload)
+            if status.node_id != node_id:
+                raise ProtocolError(f"status of {status.node_id!r} published on the topic of {node_id!r}")
+        except ProtocolError as exc:
+            _LOGGER.warning("dropped a bad node status on %s: %s", topic, exc)
+            return
+        with self._lock:
+            changed = self._dispatcher.node_status(status, self._clock())
+            self._wake.notify_all()
+        self._notify(changed)
+
+    def _on_result(self, topic: str, payload: bytes) -> None:
+        try:
+            result = Result.decode(payload)
+        except ProtocolError as exc:
+            _LOGGER.warning("dropped a bad result on %s: %s", topic, exc)
+            return
+        with self._lock:
+            job = self._dispatcher.result(result, self._clock())
+            self._wake.notify_all()
+        if job is not None:
+            self._notify([job])
+
+    def _kick(self) -> None:
+        with self._lock:
+            self._wake.notify_all()
+
+    # -- dispatch thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+                now = self._clock()
+                changed = self._dispatcher.expire(now)
+                assignments = self._dispatcher.assign(now) if self._link.connected.is_set() else []
+                if not assignments and not changed:
+                    deadline = self._dispatcher.next_deadline()
+                    wait = None if deadline is None else max(0.0, deadline - now)
+                    self._wake.wait(wait)
+                    continue
+            for assignment in assignments:
+                self._send(assignment)
+            self._notify(changed + [a.job for a in assignments])
+
+    def _send(self, a: Assignment) -> None:
+        spec = a.chunk.spec
+        chunk = Chunk(
+            job_id=a.job.id,
+            seq=a.chunk.seq,
+            hub_id=self.settings.hub_id,
+            attempt=a.attempt,
+            offset_s=a.chunk.offset_s,
+            duration_s=a.chunk.duration_s,
+            sample_rate=SAMPLE_RATE,
+            deadline=time.time() + a.lease_s,
+            audio=wav_bytes(a.job.audio[spec.start_ms : spec.end_ms]),
+            language=self.settings.language,
+        )
+        _LOGGER.info("chunk %s/%d (%.1f s) -> %s, attempt %d", a.job.id, a.chunk.seq, a.chunk.duration_s, a.node_id, a.attempt)
+        self._link.publish(self._topics.node_chunks(a.node_id), chunk.encode())
+
+    def _notify(self, jobs: list[Job]) -> None:
+        seen = set()
+        for job in jobs:
+            if job.id in seen:
+                continue
+            seen.add(job.id)
+            for listener in self._listeners:
+                try:
+                    listener(job)
+                except Exception:  # noqa: BLE001 - a listener must not stop the hub
+                    _LOGGER.exception("job listener failed")

@@ -1,0 +1,46 @@
+"""Command-line helpers shared by every program: flags with environment overrides.
+
+Each flag ``--some-thing`` can also be set with ``EDGESCRIBE_SOME_THING``; an
+explicit flag wins over the environment, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from protocol.topics import DEFAULT_PREFIX
+
+ENV_PREFIX = "EDGESCRIBE_"
+
+
+def env_default(flag: str, default: str | None = None) -> str | None:
+    """The environment's value for ``--flag`` (``EDGESCRIBE_FLAG``), or ``default``."""
+    return os.environ.get(ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper(), default)
+
+
+def add_common_args(parser: argparse.ArgumentParser, broker_required: bool) -> None:
+    """Add the flags every program shares: broker, topic prefix, log level."""
+    broker = env_default("--broker")
+    parser.add_argument(
+        "--broker",
+        default=broker,
+        required=broker_required and broker is None,
+        help="broker URL, mqtt://HOST[:PORT] or mqtts://USER:PASSWORD@HOST[:PORT] (env EDGESCRIBE_BROKER)",
+    )
+    parser.add_argument(
+        "--prefix",
+        default=env_default("--prefix", DEFAULT_PREFIX),
+        help="topic prefix shared by the hub and its nodes (default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env_default("--log-level", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+    )
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,221 @@
+"""One frozen dataclass per wire message, each with ``encode`` and ``decode``.
+
+Every message carries ``type`` and the protocol version ``v`` in its JSON
+header (see :mod:`protocol.codec`). ``decode`` validates every field and raises
+:class:`~protocol.errors.ProtocolError` for anything malformed, oversized,
+hostile or of an unknown version; receivers log and drop such messages.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import wave
+from dataclasses import dataclass
+from typing import ClassVar
+
+from protocol.codec import Fields, pack, unpack
+from protocol.errors import ProtocolError
+from protocol.topics import check_id
+
+#: Largest chunk message (header plus audio) a hub publishes or a node accepts.
+#: Kept well below the broker's ``max_packet_size`` in mosquitto.conf (16 MiB).
+MAX_CHUNK_BYTES = 8 * 1024 * 1024
+#: Largest result or status message accepted (100,000 characters of text, JSON-escaped, fit).
+MAX_SMALL_BYTES = 1024 * 1024
+MAX_TEXT_CHARS = 100_000
+_YEAR_3000 = 32_503_680_000.0
+
+
+class ResultStatus(str, enum.Enum):
+    """Outcome of one chunk on one node."""
+
+    OK = "ok"  #: speech was recognised; ``text`` holds it
+    NO_SPEECH = "no-speech"  #: the engine heard nothing it could transcribe
+    ERROR = "error"  #: the engine failed; ``reason`` says why
+    REJECTED = "rejected"  #: the node did not take the chunk (busy, stopping, expired); reassign at once
+
+
+class NodeState(str, enum.Enum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a recording that a hub assigns to one node."""
+
+    TYPE: ClassVar[str] = "chunk"
+
+    job_id: str
+    seq: int  #: position of the chunk in its job, from 0
+    hub_id: str  #: where the result goes: ``Topics.hub_results(hub_id)``
+    attempt: int  #: 1 for the first assignment, +1 for each reassignment
+    offset_s: float  #: where the chunk starts in the original recording
+    duration_s: float
+    sample_rate: int
+    deadline: float  #: epoch seconds (hub clock) after which the hub reassigns it
+    audio: bytes  #: a complete WAV file, 16-bit PCM mono
+    audio_format: str = "wav"
+    language: str = "en-US"
+
+    def encode(self) -> bytes:
+        data = pack(
+            {
+                "type": self.TYPE,
+                "job_id": self.job_id,
+                "seq": self.seq,
+                "hub_id": self.hub_id,
+                "attempt": self.attempt,
+                "offset_s": self.offset_s,
+                "duration_s": self.duration_s,
+                "sample_rate": self.sample_rate,
+                "deadline": self.deadline,
+                "audio_format": self.audio_format,
+                "language": self.language,
+                "audio_bytes": len(self.audio),
+            },
+            self.audio,
+        )
+        if len(data) > MAX_CHUNK_BYTES:
+            raise ProtocolError(f"chunk is {len(data)} bytes, over the {MAX_CHUNK_BYTES} byte limit")
+        return data
+
+    @classmethod
+    def decode(cls, data: bytes, max_bytes: int = MAX_CHUNK_BYTES) -> Chunk:
+        header, audio = unpack(data, cls.TYPE, max_bytes)
+        f = Fields(header)
+        if f.integer("audio_bytes", 0, max_bytes) != len(audio):
+            raise ProtocolError("audio length does not match the header (truncated message?)")
+        chunk = cls(
+            job_id=check_id(header.get("job_id"), "job id"),
+            seq=f.integer("seq", 0, 10_000_000),
+            hub_id=check_id(header.get("hub_id"), "hub id"),
+            attempt=f.integer("attempt", 1, 1000),
+            offset_s=f.number("offset_s", 0.0, 1e7),
+            duration_s=f.number("duration_s", 0.0, 1e5),
+            sample_rate=f.integer("sample_rate", 8000, 192_000),
+            deadline=f.number("deadline", 0.0, _YEAR_3000),
+            audio=audio,
+            audio_format=f.choice("audio_format", ("wav",), "wav"),
+            language=f.text("language", 32, "en-US"),
+        )
+        chunk.check_audio()
+        return chunk
+
+    def check_audio(self) -> None:
+        """Raise ProtocolError unless ``audio`` is a readable 16-bit mono WAV at ``sample_rate``."""
+        try:
+            with wave.open(io.BytesIO(self.audio), "rb") as w:
+                ok = w.getnchannels() == 1 and w.getsampwidth() == 2 and w.getframerate() == self.sample_rate
+        except (wave.Error, EOFError, ValueError) as exc:
+            raise ProtocolError(f"chunk audio is not a WAV file: {exc}") from None
+        if not ok:
+            raise ProtocolError("chunk audio must be 16-bit mono PCM at the declared sample rate")
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a node says about one chunk."""
+
+    TYPE: ClassVar[str] = "result"
+
+    job_id: str
+    seq: int
+    attempt: int
+    node_id: str
+    status: ResultStatus
+    text: str = ""
+    reason: str = ""  #: why, for ``error`` and ``rejected``
+    engine: str = ""
+    model: str = ""
+    seconds: float = 0.0  #: processing time spent on the node
+
+    def encode(self) -> bytes:
+        return pack(
+            {
+                "type": self.TYPE,
+                "job_id": self.job_id,
+                "seq": self.seq,
+                "attempt": self.attempt,
+                "node_id": self.node_id,
+                "status": self.status.value,
+                "text": self.text,
+                "reason": self.reason,
+                "engine": self.engine,
+                "model": self.model,
+                "seconds": self.seconds,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Result:
+        header, _ = unpack(data, cls.TYPE, MAX_SMALL_BYTES)
+        f = Fields(header)
+        return cls(
+            job_id=check_id(header.get("job_id"), "job id"),
+            seq=f.integer("seq", 0, 10_000_000),
+            attempt=f.integer("attempt", 1, 1000),
+            node_id=check_id(header.get("node_id"), "node id"),
+            status=ResultStatus(f.choice("status", tuple(s.value for s in ResultStatus))),
+            text=f.text("text", MAX_TEXT_CHARS, ""),
+            reason=f.text("reason", 1000, ""),
+            engine=f.text("engine", 64, ""),
+            model=f.text("model", 256, ""),
+            seconds=f.number("seconds", 0.0, 1e6, 0.0),
+        )
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """A node's presence and abilities; retained, and its Last Will says ``offline``."""
+
+    TYPE: ClassVar[str] = "node-status"
+
+    node_id: str
+    state: NodeState
+    engine: str = ""
+    model: str = ""
+    language: str = ""
+    capacity: int = 1  #: chunks the node works on at once
+    active: int = 0  #: chunks in hand right now, from any hub
+    done: int = 0  #: chunks finished since start
+    rtf: float | None = None  #: measured processing seconds per audio second (lower is faster)
+    hostname: str = ""
+    software: str = ""
+
+    def encode(self) -> bytes:
+        return pack(
+            {
+                "type": self.TYPE,
+                "node_id": self.node_id,
+                "state": self.state.value,
+                "engine": self.engine,
+                "model": self.model,
+                "language": self.language,
+                "capacity": self.capacity,
+                "active": self.active,
+                "done": self.done,
+                "rtf": self.rtf,
+                "hostname": self.hostname,
+                "software": self.software,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> NodeStatus:
+        header, _ = unpack(data, cls.TYPE, MAX_SMALL_BYTES)
+        f = Fields(header)
+        return cls(
+            node_id=check_id(header.get("node_id"), "node id"),
+            state=NodeState(f.choice("state", tuple(s.value for s in NodeState))),
+            engine=f.text("engine", 64, ""),
+            model=f.text("model", 256, ""),
+            language=f.text("language", 32, ""),
+            capacity=f.integer("capacity", 1, 1024, 1),
+            active=f.integer("active", 0, 1_000_000, 0),
+            done=f.integer("done", 0, 10**12, 0),
+            rtf=f.optional_number("rtf", 0.0, 1e4),
+            hostname=f.text("hostname", 256, ""),
+            software=f.text("software", 64, ""),
+        )

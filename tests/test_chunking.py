@@ -1,0 +1,257 @@
+"""Tests for hub.chunking: cuts at pauses, contiguous coverage, hard cuts, short tails."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydub import AudioSegment
+from pydub.generators import Sine, WhiteNoise
+
+from hub.chunking import ChunkingSettings, ChunkSpec, plan_chunks
+
+RATE = 16000
+DEFAULTS = ChunkingSettings()
+
+
+@lru_cache(maxsize=None)
+def _long_tone(volume_db: float) -> AudioSegment:
+    """70 s of 220 Hz tone at 16 kHz mono 16-bit (generated once; pieces are sliced from it)."""
+    return Sine(220, sample_rate=RATE).to_audio_segment(duration=70_000, volume=volume_db)
+
+
+def tone(ms: int, volume_db: float = -6.0) -> AudioSegment:
+    return _long_tone(volume_db)[:ms]
+
+
+def silence(ms: int) -> AudioSegment:
+    return AudioSegment.silent(ms, frame_rate=RATE)
+
+
+def build(*pieces: tuple[str, int]) -> tuple[AudioSegment, list[tuple[int, int]]]:
+    """Concatenate ("tone"|"pause", ms) pieces; return the audio and the pauses' [start, end) in ms."""
+    parts: list[AudioSegment] = []
+    pauses: list[tuple[int, int]] = []
+    position = 0
+    for kind, ms in pieces:
+        parts.append(tone(ms) if kind == "tone" else silence(ms))
+        if kind == "pause":
+            pauses.append((position, position + ms))
+        position += ms
+    audio = sum(parts[1:], parts[0])
+    assert len(audio) == position
+    return audio, pauses
+
+
+def cuts_of(spans: list[ChunkSpec]) -> list[int]:
+    return [span.end_ms for span in spans[:-1]]
+
+
+def assert_tiles(spans: list[ChunkSpec], total_ms: int) -> None:
+    assert spans[0].start_ms == 0
+    assert spans[-1].end_ms == total_ms
+    for before, after in zip(spans, spans[1:]):
+        assert after.start_ms == before.end_ms
+    assert sum(span.duration_ms for span in spans) == total_ms
+
+
+def test_cuts_land_in_the_middle_of_the_pauses() -> None:
+    audio, pauses = build(
+        ("tone", 8000), ("pause", 600), ("tone", 7000), ("pause", 600), ("tone", 9000),
+        ("pause", 600), ("tone", 8000), ("pause", 600), ("tone", 6000),
+    )  # fmt: skip
+
+    spans = plan_chunks(audio, DEFAULTS)
+
+    assert_tiles(spans, 40_400)
+    # Pause midpoints: 8.3, 15.9, 25.5, 34.1 s. In reach of 0: the first three; equal lengths,
+    # so the one nearest the 20 s target wins; then the 24.5 s rest fits in one chunk.
+    assert len(spans) == 2
+    (cut,) = cuts_of(spans)
+    assert 15_600 < cut < 16_200
+    assert abs(cut - 15_900) <= 20
+
+
+def test_longest_pause_beats_one_nearer_the_target() -> None:
+    audio, pauses = build(("tone", 5000), ("pause", 1500), ("tone", 12_000), ("pause", 400), ("tone", 15_000))
+
+    spans = plan_chunks(audio, DEFAULTS)
+
+    assert_tiles(spans, 33_900)
+    assert cuts_of(spans) == [pytest.approx(5750, abs=20)]
+
+
+def test_silence_threshold_is_relative_to_the_recording() -> None:
+    # Everything here is below -16 dBFS; only a threshold relative to the recording's
+    # average loudness (-40 dB tone -> about -59 dBFS) tells the -70 dB hiss from the tone.
+    hiss = WhiteNoise(sample_rate=RATE).to_audio_segment(duration=800, volume=-70.0)
+    pieces = [tone(ms, volume_db=-40.0) for ms in (12_000, 7000, 10_000, 4000)]
+    audio = pieces[0] + hiss + pieces[1] + hiss + pieces[2] + hiss + pieces[3]  # hiss mids: 12.4, 20.2, 31.0 s
+
+    spans = plan_chunks(audio, DEFAULTS)
+
+    assert_tiles(spans, 35_400)
+    assert cuts_of(spans) == [pytest.approx(20_200, abs=20)]
+
+
+def test_hard_cut_only_when_no_pause_is_in_reach() -> None:
+    reachable, _ = build(("tone", 29_000), ("pause", 600), ("tone", 20_000))
+    unreachable, _ = build(("tone", 31_000), ("pause", 600), ("tone", 10_000))
+
+    at_pause = plan_chunks(reachable, DEFAULTS)
+    hard = plan_chunks(unreachable, DEFAULTS)
+
+    assert cuts_of(at_pause) == [pytest.approx(29_300, abs=20)]
+    assert_tiles(hard, 41_600)
+    assert len(hard) == 2
+    assert 22_500 <= hard[0].duration_ms <= 30_000
+    assert all(span.duration_ms <= 30_000 for span in hard)
+
+
+def test_long_pauseless_audio_is_hard_cut_within_max() -> None:
+    audio = tone(70_000)
+
+    spans = plan_chunks(audio, DEFAULTS)
+
+    assert_tiles(spans, 70_000)
+    assert len(spans) == 3
+    for span in spans[:-1]:
+        assert 22_500 <= span.duration_ms <= 30_000  # in the last quarter before max_s
+    assert spans[-1].duration_ms <= 30_000
+
+
+def test_hard_cut_picks_the_quietest_spot() -> None:
+    dip = (26_000, 26_200)  # 200 ms of quiet: shorter than min_silence_ms, so not a pause
+    audio, _ = build(("tone", 26_000), ("pause", 200), ("tone", 18_800))
+
+    spans = plan_chunks(audio, DEFAULTS)
+
+    assert_tiles(spans, 45_000)
+    (cut,) = cuts_of(spans)
+    assert dip[0] + 10 <= cut <= dip[1] - 10
+
+
+def test_a_pause_that_would_leave_a_short_tail_is_passed_over() -> None:
+    # A naive walk takes the long pause at 28.95 s and leaves a 1.75 s tail (< min_s);
+    # the tail cannot be merged back (31 s > max_s), so the planner cuts at 16.9 s instead.
+    audio, pauses = build(
+        ("tone", 8000), ("pause", 600), ("tone", 8000), ("pause", 600), ("tone", 11_000),
+        ("pause", 1500), ("tone", 1000),
+    )  # fmt: skip
+
+    spans = plan_chunks(audio, DEFAULTS)
+
+    assert_tiles(spans, 30_700)
+    assert cuts_of(spans) == [pytest.approx(16_900, abs=20)]
+    assert min(span.duration_ms for span in spans) >= 2000
+
+
+def test_a_short_tail_stays_when_the_only_pause_leaves_it() -> None:
+    audio, _ = build(("tone", 29_200), ("pause", 600), ("tone", 1000))
+
+    spans = plan_chunks(audio, DEFAULTS)
+
+    # Cutting in the pause (and keeping a 1.3 s tail) beats cutting inside the tone.
+    assert cuts_of(spans) == [pytest.approx(29_500, abs=20)]
+    assert spans[-1].duration_ms == pytest.approx(1300, abs=20)
+
+
+def test_recording_shorter_than_max_is_one_chunk() -> None:
+    audio, _ = build(("tone", 9000), ("pause", 600), ("tone", 9000), ("pause", 600), ("tone", 700))
+
+    assert plan_chunks(audio, DEFAULTS) == [ChunkSpec(0, 19_900)]
+    assert plan_chunks(tone(500), DEFAULTS) == [ChunkSpec(0, 500)]
+
+
+def test_all_silence_is_cut_every_max_s() -> None:
+    spans = plan_chunks(silence(65_000), DEFAULTS)
+
+    assert spans == [ChunkSpec(0, 30_000), ChunkSpec(30_000, 60_000), ChunkSpec(60_000, 65_000)]
+
+
+def test_empty_recording_has_no_chunks() -> None:
+    assert plan_chunks(AudioSegment.empty(), DEFAULTS) == []
+
+
+def test_espeak_speech_is_cut_between_sentences(tmp_path: Path) -> None:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    path = tmp_path / "speech.wav"
+    text = (
+        "The hub cuts recordings into chunks at pauses. Edge nodes transcribe them. "
+        "Each chunk is short. The results are joined again. Nothing is lost on the way."
+    )
+    subprocess.run(["espeak-ng", "-w", str(path), text], check=True)
+    speech = AudioSegment.from_wav(path).set_frame_rate(RATE)
+    short = ChunkingSettings(target_s=3.0, max_s=5.0, min_s=1.0)
+
+    spans = plan_chunks(speech, short)
+
+    assert_tiles(spans, len(speech))
+    assert len(spans) >= 2
+    assert all(span.duration_ms <= 5000 for span in spans)
+    for cut in cuts_of(spans):
+        assert speech[cut - 10 : cut + 10].dBFS < speech.dBFS - 20  # in a pause, not in a word
+
+
+_PIECES = st.lists(
+    st.tuples(st.sampled_from(["tone", "pause"]), st.integers(min_value=20, max_value=14_000)),
+    min_size=1,
+    max_size=8,
+)
+
+
+@st.composite
+def _settings(draw: st.DrawFn) -> ChunkingSettings:
+    min_s = draw(st.floats(min_value=0.2, max_value=4.0))
+    target_s = draw(st.floats(min_value=min_s, max_value=min_s + 20.0))
+    max_s = draw(st.floats(min_value=target_s, max_value=target_s + 15.0))
+    min_silence_ms = draw(st.integers(min_value=50, max_value=800))
+    return ChunkingSettings(target_s=target_s, max_s=max_s, min_s=min_s, min_silence_ms=min_silence_ms)
+
+
+@settings(max_examples=60, deadline=None)
+@given(pieces=_PIECES, chunking=_settings())
+def test_spans_always_tile_the_recording(pieces: list[tuple[str, int]], chunking: ChunkingSettings) -> None:
+    audio, _ = build(*pieces)
+    max_ms = round(chunking.max_s * 1000)
+    min_ms = round(chunking.min_s * 1000)
+
+    spans = plan_chunks(audio, chunking)
+
+    assert_tiles(spans, len(audio))
+    assert all(span.duration_ms <= max_ms for span in spans)
+    assert all(span.duration_ms >= min_ms for span in spans[:-1])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"min_s": 0.0},
+        {"min_s": -1.0},
+        {"min_s": 25.0},
+        {"target_s": 40.0},
+        {"max_s": 10.0},
+        {"target_s": float("nan")},
+        {"min_silence_ms": 0},
+        {"min_silence_ms": 2.5},
+        {"silence_thresh_db": 0.0},
+        {"silence_thresh_db": 6.0},
+    ],
+)
+def test_invalid_settings_are_rejected(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        ChunkingSettings(**kwargs)
+
+
+def test_chunk_spec() -> None:
+    assert ChunkSpec(1500, 4000).duration_ms == 2500
+    with pytest.raises(ValueError):
+        ChunkSpec(4000, 4000)
+    with pytest.raises(ValueError):
+        ChunkSpec(-1, 10)
