@@ -11,12 +11,13 @@ import logging
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+
+from hub.procs import spawn, terminate
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -179,14 +180,7 @@ class LocalBroker:
         proc = self._proc
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _LOGGER.warning("mosquitto pid %d ignored SIGTERM for %.1f s, killing it", proc.pid, timeout)
-                proc.kill()
-                proc.wait()
+        terminate(proc, timeout)
         _LOGGER.debug("mosquitto on port %d stopped (exit code %s)", self.port, proc.returncode)
         self._proc = None
 
@@ -250,16 +244,8 @@ class LocalBroker:
         if not _port_is_bindable(self._host, port):
             raise _AddressInUse(f"mosquitto cannot listen on {self._host}:{port}: address already in use")
         self.conf_path.write_text(self.render_conf(), encoding="utf-8")
-        with self.log_path.open("ab") as log:
-            log_offset = log.tell()
-            proc = subprocess.Popen(
-                [executable, "-c", str(self.conf_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self._workdir,
-                start_new_session=True,
-            )
+        log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        proc = spawn([executable, "-c", str(self.conf_path)], self.log_path, cwd=self._workdir)
         _LOGGER.debug("started mosquitto pid %d on %s:%d", proc.pid, self._host, port)
         while True:
             returncode = proc.poll()

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydub import AudioSegment
 
@@ -32,6 +33,7 @@ from protocol.topics import Topics, check_id
 _LOGGER = logging.getLogger(__name__)
 
 Listener = Callable[[Job], None]
+NodeListener = Callable[[NodeStatus], None]
 _HEADER_ROOM = 64 * 1024  # WAV and JSON headers on top of the samples
 
 
@@ -66,6 +68,7 @@ class Hub:
         self._wake = threading.Condition(self._lock)
         self._dispatcher = Dispatcher(settings.dispatch)
         self._listeners: list[Listener] = []
+        self._node_listeners: list[NodeListener] = []
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="hub-dispatch", daemon=True)
         self._link = MqttLink(
@@ -97,6 +100,10 @@ class Hub:
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(job)`` (from a hub thread) whenever a job changes."""
         self._listeners.append(listener)
+
+    def add_node_listener(self, listener: NodeListener) -> None:
+        """Call ``listener(status)`` (from paho's thread) for every valid node status received."""
+        self._node_listeners.append(listener)
 
     # -- jobs ------------------------------------------------------------------------------
     def submit(self, audio: AudioSegment, name: str = "recording") -> Job:
@@ -135,6 +142,8 @@ class Hub:
             changed = self._dispatcher.node_status(status, self._clock())
             self._wake.notify_all()
         self._notify(changed)
+        for listener in self._node_listeners:
+            _call(listener, status)
 
     def _on_result(self, topic: str, payload: bytes) -> None:
         try:
@@ -194,7 +203,11 @@ class Hub:
                 continue
             seen.add(job.id)
             for listener in self._listeners:
-                try:
-                    listener(job)
-                except Exception:  # noqa: BLE001 - a listener must not stop the hub
-                    _LOGGER.exception("job listener failed")
+                _call(listener, job)
+
+
+def _call(listener: Callable[[Any], None], arg: object) -> None:
+    try:
+        listener(arg)
+    except Exception:  # noqa: BLE001 - a listener must not stop the hub
+        _LOGGER.exception("listener %r failed", listener)

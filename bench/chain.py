@@ -1,0 +1,378 @@
+"""Whole-file against distributed transcription: wall time and word error rate.
+
+    python -m bench.chain [--corpus ../shared/corpus] [--files NAME ...] [--nodes 1 2] [--engine sphinx]
+                          [--repeat 1] [--out bench/results/chain.json] [--quick]
+
+For each file, the one-machine baseline (``python -m edge_node transcribe``) runs first, then
+the distributed chain (``python -m hub transcribe --local-nodes N --format json``) for each node
+count. Every run is a subprocess timed with :func:`time.perf_counter`, and runs are strictly
+sequential so that their timings are comparable. With ``--repeat`` > 1 the summary holds medians.
+
+A Markdown table goes to stdout; progress goes to stderr; everything (raw runs, summary, machine
+info) is saved as JSON to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.wer import wer, word_errors
+
+_LOGGER = logging.getLogger("bench.chain")
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus"
+DEFAULT_OUT = Path("bench/results/chain.json")
+MANIFESTS = ("manifest.tsv", "tts/manifest.tsv")
+MIN_DEFAULT_DURATION_S = 60.0
+RUN_TIMEOUT_S = 3600.0
+STDERR_TAIL = 2000
+ENV_PREFIX = "EDGESCRIBE_"
+
+
+class BenchError(Exception):
+    """A run or the set-up failed; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    name: str
+    path: Path
+    duration_s: float
+    reference: str
+
+
+@dataclass
+class Run:
+    """One timed subprocess: the whole-file baseline (nodes 0) or the distributed chain."""
+
+    file: str
+    mode: str  #: "whole" or "distributed"
+    nodes: int
+    repeat: int
+    wall_s: float
+    wer: float
+    substitutions: int
+    deletions: int
+    insertions: int
+    words: int
+    chunks: int = 0
+    failed_chunks: int = 0
+    node_seconds: float = 0.0
+    exit_code: int = 0
+    text: str = ""
+
+
+@dataclass
+class Summary:
+    """Medians over the repeats of one (file, mode, nodes), compared with the file's baseline."""
+
+    file: str
+    duration_s: float
+    mode: str
+    nodes: int
+    runs: int
+    wall_s: float
+    wer: float
+    substitutions: float
+    deletions: float
+    insertions: float
+    words: int
+    chunks: float
+    failed_chunks: float
+    node_seconds: float
+    speedup: float | None = None
+    wer_delta_points: float | None = None
+
+
+# --- corpus -------------------------------------------------------------------------------
+
+
+def read_manifest(path: Path) -> list[CorpusFile]:
+    """Rows of one tab-separated manifest; file paths are relative to the manifest's folder."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [
+        CorpusFile(row["file"], path.parent / row["file"], float(row["duration_s"]), row["reference"])
+        for row in rows
+    ]
+
+
+def load_corpus(corpus: Path) -> list[CorpusFile]:
+    """Every row of the corpus's manifests, in manifest order."""
+    if not (corpus / MANIFESTS[0]).is_file():
+        raise BenchError(f"corpus not found: {corpus} has no {MANIFESTS[0]} (pass --corpus DIR)")
+    files: list[CorpusFile] = []
+    for name in MANIFESTS:
+        if (corpus / name).is_file():
+            files.extend(read_manifest(corpus / name))
+    return files
+
+
+def select_files(corpus: list[CorpusFile], names: list[str] | None) -> list[CorpusFile]:
+    """The named files (in the order given), or by default every file of at least a minute."""
+    if not names:
+        return [f for f in corpus if f.duration_s >= MIN_DEFAULT_DURATION_S]
+    by_name = {f.name: f for f in corpus}
+    missing = [n for n in names if Path(n).name not in by_name]
+    if missing:
+        raise BenchError(f"not in the corpus manifests: {', '.join(missing)}")
+    return [by_name[Path(n).name] for n in names]
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+
+def _child_env() -> dict[str, str]:
+    """This environment without EDGESCRIBE_* settings, so that every run uses a private broker."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+
+
+def _timed(cmd: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
+    _LOGGER.debug("running %s", " ".join(cmd))
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=_child_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"timed out after {RUN_TIMEOUT_S:.0f} s: {' '.join(cmd)}") from exc
+    return proc, time.perf_counter() - start
+
+
+def _failure(cmd: list[str], proc: subprocess.CompletedProcess[str]) -> BenchError:
+    tail = proc.stderr[-STDERR_TAIL:].strip()
+    return BenchError(f"exit code {proc.returncode}: {' '.join(cmd)}\n{tail}")
+
+
+def _scored(file: CorpusFile, text: str) -> dict[str, Any]:
+    counts = word_errors(file.reference, text)
+    return {"wer": wer(file.reference, text), **counts, "text": text}
+
+
+def run_whole(file: CorpusFile, engine: str, repeat: int) -> Run:
+    cmd = [sys.executable, "-m", "edge_node", "transcribe", str(file.path), "--engine", engine]
+    proc, wall = _timed(cmd)
+    if proc.returncode != 0:
+        raise _failure(cmd, proc)
+    return Run(file.name, "whole", 0, repeat, wall, **_scored(file, proc.stdout.strip()))
+
+
+def hypothesis(doc: dict[str, Any]) -> str:
+    """The transcript without gap markers: failed chunks count as deleted words."""
+    return " ".join(s["text"] for s in doc["segments"] if s["status"] == "ok" and s["text"])
+
+
+def run_distributed(file: CorpusFile, engine: str, nodes: int, repeat: int) -> Run:
+    cmd = [
+        sys.executable, "-m", "hub", "transcribe", str(file.path),
+        "--local-nodes", str(nodes), "--format", "json", "--engine", engine,
+    ]
+    proc, wall = _timed(cmd)
+    if proc.returncode not in (0, 1) or not proc.stdout.strip():
+        raise _failure(cmd, proc)
+    doc = json.loads(proc.stdout)
+    segs = doc["segments"]
+    return Run(
+        file.name, "distributed", nodes, repeat, wall,
+        chunks=len(segs),
+        failed_chunks=sum(1 for s in segs if s["status"] in ("failed", "pending")),
+        node_seconds=sum(float(s.get("seconds") or 0.0) for s in segs),
+        exit_code=proc.returncode,
+        **_scored(file, hypothesis(doc)),
+    )
+
+
+def bench_file(file: CorpusFile, nodes: list[int], engine: str, repeat: int) -> list[Run]:
+    """All runs of one file, one after another: baseline first, then each node count."""
+    runs: list[Run] = []
+    for i in range(repeat):
+        _LOGGER.info("%s: whole file (%d/%d)", file.name, i + 1, repeat)
+        runs.append(run_whole(file, engine, i))
+        _log_run(runs[-1])
+    for n in nodes:
+        for i in range(repeat):
+            _LOGGER.info("%s: %d node(s) (%d/%d)", file.name, n, i + 1, repeat)
+            runs.append(run_distributed(file, engine, n, i))
+            _log_run(runs[-1])
+    return runs
+
+
+def _log_run(run: Run) -> None:
+    _LOGGER.info("  %.1f s wall, WER %.1f %%, %d chunk(s)", run.wall_s, 100 * run.wer, run.chunks)
+    if run.failed_chunks:
+        _LOGGER.warning("  %d chunk(s) failed: their words count as deletions", run.failed_chunks)
+
+
+# --- summary and table --------------------------------------------------------------------
+
+
+def _median(runs: list[Run], attr: str) -> float:
+    return statistics.median(getattr(r, attr) for r in runs)
+
+
+def _summarise_group(runs: list[Run], duration_s: float) -> Summary:
+    first = runs[0]
+    return Summary(
+        file=first.file, duration_s=duration_s, mode=first.mode, nodes=first.nodes, runs=len(runs),
+        wall_s=_median(runs, "wall_s"), wer=_median(runs, "wer"),
+        substitutions=_median(runs, "substitutions"), deletions=_median(runs, "deletions"),
+        insertions=_median(runs, "insertions"), words=first.words, chunks=_median(runs, "chunks"),
+        failed_chunks=_median(runs, "failed_chunks"), node_seconds=_median(runs, "node_seconds"),
+    )
+
+
+def summarise(runs: list[Run], durations: dict[str, float]) -> list[Summary]:
+    """One row per (file, mode, nodes), in first-seen order, with speed-up and ΔWER against the baseline."""
+    groups: dict[tuple[str, str, int], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.file, run.mode, run.nodes), []).append(run)
+    rows = [_summarise_group(g, durations.get(key[0], 0.0)) for key, g in groups.items()]
+    baselines = {r.file: r for r in rows if r.mode == "whole"}
+    for row in rows:
+        base = baselines.get(row.file)
+        if base is not None and row.wall_s > 0:
+            row.speedup = base.wall_s / row.wall_s
+            row.wer_delta_points = 100 * (row.wer - base.wer)
+    return rows
+
+
+def _fmt(value: float | None, spec: str, signed: bool = False, suffix: str = "") -> str:
+    if value is None:
+        return "—"
+    return format(value, ("+" if signed else "") + spec) + suffix
+
+
+def table(rows: list[Summary]) -> str:
+    """The summary as a Markdown table."""
+    lines = [
+        "| file | duration s | mode | nodes | wall s | speed-up | WER % | ΔWER points | chunks |",
+        "|---|--:|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        whole = r.mode == "whole"
+        lines.append(
+            f"| {r.file} | {r.duration_s:.1f} | {r.mode} | {'—' if whole else r.nodes} | {r.wall_s:.1f} "
+            f"| {_fmt(r.speedup, '.2f', suffix='×')} | {100 * r.wer:.1f} "
+            f"| {'—' if whole else _fmt(r.wer_delta_points, '.1f', signed=True)} "
+            f"| {'—' if whole else _fmt(r.chunks, 'g')} |"
+        )
+    return "\n".join(lines)
+
+
+# --- machine info and output --------------------------------------------------------------
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _nproc() -> int | None:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count()
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "nproc": _nproc(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+    }
+
+
+def save(path: Path, settings: dict[str, Any], runs: list[Run], rows: list[Summary]) -> None:
+    doc = {
+        "machine": machine_info(),
+        "settings": settings,
+        "summary": [asdict(r) for r in rows],
+        "runs": [asdict(r) for r in runs],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.chain",
+        description="Time whole-file transcription against the distributed chain and compare word error rates.",
+    )
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help=f"corpus folder (default {DEFAULT_CORPUS})")
+    parser.add_argument(
+        "--files", nargs="+", metavar="NAME",
+        help=f"file names from the manifests (default: every file of at least {MIN_DEFAULT_DURATION_S:.0f} s)",
+    )
+    parser.add_argument("--nodes", nargs="+", type=int, default=[1, 2], metavar="N", help="local node counts (default 1 2)")
+    parser.add_argument("--engine", default="sphinx", help="engine for baseline and nodes (default sphinx)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration; medians are reported")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results (default {DEFAULT_OUT})")
+    parser.add_argument("--quick", action="store_true", help="short run: only the first default file, with --nodes 2 (overrides --files and --nodes)")
+    parser.add_argument("--log-level", default="INFO", type=str.upper, help="progress on stderr (default INFO)")
+    return parser
+
+
+def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if any(n < 1 for n in args.nodes):
+        parser.error("--nodes must be at least 1")
+    if args.quick:
+        args.files, args.nodes = None, [2]
+
+
+def _files(args: argparse.Namespace) -> list[CorpusFile]:
+    files = select_files(load_corpus(args.corpus.resolve()), args.files)
+    if not files:
+        raise BenchError(f"no file of at least {MIN_DEFAULT_DURATION_S:.0f} s in {args.corpus}")
+    return files[:1] if args.quick else files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check(args, parser)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        files = _files(args)
+        runs = [run for f in files for run in bench_file(f, args.nodes, args.engine, args.repeat)]
+    except BenchError as exc:
+        print(f"bench.chain: {exc}", file=sys.stderr)
+        return 2
+    rows = summarise(runs, {f.name: f.duration_s for f in files})
+    settings = {
+        "corpus": str(args.corpus.resolve()), "files": [f.name for f in files], "nodes": args.nodes,
+        "engine": args.engine, "repeat": args.repeat, "quick": args.quick,
+    }
+    save(args.out, settings, runs, rows)
+    print(table(rows))
+    _LOGGER.info("results saved to %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

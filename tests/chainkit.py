@@ -1,0 +1,102 @@
+"""Helpers for the end-to-end tests: speech recordings, local nodes and hubs on a test broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from pydub import AudioSegment
+
+from hub.audio import load_audio
+from hub.chunking import ChunkingSettings
+from hub.dispatcher import DispatchSettings
+from hub.jobs import Job
+from hub.local import LocalCluster, NodeOptions
+from hub.service import Hub, HubSettings
+from protocol.broker import BrokerAddress
+from protocol.topics import Topics
+
+
+def speech(corpus: dict[str, tuple[Path, str]], names: list[str]) -> tuple[AudioSegment, str]:
+    """The named clips joined end to end (their own edges are the pauses) and their joined references."""
+    audio = AudioSegment.empty()
+    refs = []
+    for name in names:
+        path, ref = corpus[name]
+        audio += load_audio(path)
+        refs.append(ref)
+    return audio, " ".join(refs)
+
+
+def unique_prefix() -> str:
+    """A topic prefix of the test's own, so tests sharing one broker never see each other's traffic."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def start_nodes(broker_url: str, prefix: str, count: int, name: str = "n") -> LocalCluster:
+    cluster = LocalCluster(count, broker_url, NodeOptions(prefix=prefix, log_level="INFO"), name=name)
+    cluster.start()
+    return cluster
+
+
+def start_hub(broker_url: str, prefix: str, **dispatch: float) -> Hub:
+    settings = HubSettings(
+        broker=BrokerAddress.parse(broker_url),
+        topics=Topics(prefix),
+        chunking=ChunkingSettings(target_s=6, max_s=10, min_s=1),
+        dispatch=DispatchSettings(**{"no_node_timeout_s": 60, **dispatch}),
+    )
+    hub = Hub(settings)
+    hub.start()
+    assert hub.wait_connected(10), "hub did not connect"
+    return hub
+
+
+def wait_until(predicate: Callable[[], bool], changed: threading.Event, timeout: float, what: str) -> None:
+    """Wait, bounded, for ``predicate``; re-check whenever a listener sets ``changed``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        changed.wait(left)
+        changed.clear()
+
+
+def wait_online(hub: Hub, count: int, timeout: float = 60) -> None:
+    changed = threading.Event()
+    hub.add_node_listener(lambda status: changed.set())
+    wait_until(lambda: hub.online_nodes() >= count, changed, timeout, f"{count} node(s) online")
+
+
+def finished(job: Job, timeout: float) -> Job:
+    assert job.finished.wait(timeout), f"job {job.name} did not finish within {timeout:.0f} s: {job.state}"
+    return job
+
+
+def processes_matching(*needles: str) -> set[int]:
+    """Pids of live processes whose command line contains any of ``needles``."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue  # a zombie is dead already
+        except OSError:
+            continue
+        if any(n in cmd for n in needles):
+            pids.add(int(entry))
+    return pids
+
+
+def kill9(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)

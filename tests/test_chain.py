@@ -1,0 +1,235 @@
+"""The whole chain against a real Mosquitto, real edge node processes and real speech."""
+
+from __future__ import annotations
+
+import threading
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.wer import wer
+from edge_node.engines import create_engine
+from hub.jobs import ChunkState, JobState
+from hub.transcript import segments, to_text
+from protocol.messages import NodeState, NodeStatus, Result, ResultStatus
+from protocol.topics import Topics
+from tests.chainkit import finished, speech, start_hub, start_nodes, unique_prefix, wait_online, wait_until
+
+LONG = ["ps_librivox_0870", "ps_librivox_0880", "ps_librivox_0890", "ps_librivox_0920", "ps_librivox_0930", "jfk"]
+SHORT = ["ps_librivox_0870", "ps_librivox_0880", "ps_librivox_0890"]
+
+
+def whole_file_text(audio) -> str:
+    """The one-machine baseline: the same engine on the whole recording, in this process."""
+    import speech_recognition as sr
+
+    return create_engine("sphinx").transcribe(sr.AudioData(audio.raw_data, 16000, 2))
+
+
+def test_distributed_transcript_is_as_accurate_as_one_machine(broker, corpus):
+    audio, reference = speech(corpus, LONG)
+    prefix = unique_prefix()
+    nodes = start_nodes(broker.url, prefix, 2)
+    hub = start_hub(broker.url, prefix)
+    try:
+        job = finished(hub.submit(audio, "long"), 240)
+    finally:
+        hub.stop()
+        nodes.stop()
+    baseline = whole_file_text(audio)  # in-process PocketSphinx holds the GIL: only after the hub stopped
+    assert job.state is JobState.DONE
+    assert len(job.chunks) >= 4
+    segs = segments(job)
+    assert [s.seq for s in segs] == list(range(len(segs)))
+    assert segs[0].start_s == 0 and all(a.end_s == b.start_s for a, b in zip(segs, segs[1:]))
+    assert segs[-1].end_s == pytest.approx(len(audio) / 1000, abs=0.01)
+    assert {s.node_id for s in segs} == {"n-node1", "n-node2"}, "both nodes should have worked"
+    distributed, whole = wer(reference, to_text(job)), wer(reference, baseline)
+    print(f"WER whole {whole:.3f}, distributed {distributed:.3f}")
+    assert distributed < 0.35, "far worse than PocketSphinx does on this speech"
+    assert distributed <= whole + 0.03
+
+
+def test_a_node_killed_mid_job_loses_nothing(broker, corpus):
+    audio, reference = speech(corpus, SHORT + ["jfk"])
+    prefix = unique_prefix()
+    nodes = start_nodes(broker.url, prefix, 2)
+    hub = start_hub(broker.url, prefix)
+    victim = nodes.nodes["n-node1"]
+    killed = threading.Event()
+
+    def kill_when_busy(job):
+        if not killed.is_set() and any(c.node_id == "n-node1" and c.state is ChunkState.ASSIGNED for c in job.chunks):
+            killed.set()
+            victim.kill()  # SIGKILL: no goodbye, only the Last Will
+
+    hub.add_listener(kill_when_busy)
+    try:
+        wait_online(hub, 2)
+        job = finished(hub.submit(audio, "kill"), 240)
+    finally:
+        hub.stop()
+        nodes.stop()
+    assert killed.is_set()
+    assert job.state is JobState.DONE, [c.reason for c in job.chunks]
+    assert all(c.result is not None and c.result.node_id == "n-node2" for c in job.chunks if c.failures)
+    assert any(c.failures for c in job.chunks), "the killed node's chunk should have been reassigned"
+    assert wer(reference, to_text(job)) < 0.35
+
+
+class RawClient:
+    """A bare MQTT client for publishing hostile traffic and watching topics."""
+
+    def __init__(self, url_port: int) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.got = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = lambda c, u, m: (self.messages.append((m.topic, m.payload)), self.got.set())
+        self.client.connect("127.0.0.1", url_port)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+    def subscribe(self, topic: str) -> None:
+        done = threading.Event()
+        self.client.on_subscribe = lambda *a: done.set()
+        self.client.subscribe(topic, qos=1)
+        assert done.wait(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+GARBAGE = [
+    b"",
+    b"not json at all",
+    b"\xff\xfe\x00garbage",
+    b'{"v": 99, "type": "result"}',
+    b'{"v": 1, "type": "result", "job_id": "../../x", "seq": 0}',
+    b'{"v": 1, "type": "node-status", "node_id": "x", "state": "online", "capacity": -5}',
+    b"[" * 50_000,
+    b"{" + b" " * 2_000_000 + b"}",
+]
+
+
+def test_garbage_on_result_and_status_topics_leaves_the_hub_working(broker, corpus):
+    audio, reference = speech(corpus, SHORT)
+    prefix = unique_prefix()
+    topics = Topics(prefix)
+    nodes = start_nodes(broker.url, prefix, 1)
+    hub = start_hub(broker.url, prefix)
+    raw = RawClient(broker.port)
+    try:
+        wait_online(hub, 1)
+        results = topics.hub_results(hub.settings.hub_id)
+        for payload in GARBAGE:
+            raw.publish(results, payload)
+            raw.publish(topics.node_status("evil"), payload, retain=True)
+            raw.publish(f"{prefix}/node/evil/status/extra", payload)
+        # a well-formed status whose node id does not match its topic
+        raw.publish(topics.node_status("evil"), NodeStatus("n-node1", NodeState.OFFLINE).encode(), retain=True)
+        job = hub.submit(audio, "after-garbage")
+        # answers for a job, a sequence and an attempt that do not exist, before the real ones
+        for fake in (
+            Result("nojob", 0, 1, "evil", ResultStatus.OK, text="injected"),
+            Result(job.id, 999, 1, "evil", ResultStatus.OK, text="injected"),
+            Result(job.id, 0, 7, "evil", ResultStatus.ERROR, reason="injected"),
+        ):
+            raw.publish(results, fake.encode())
+        finished(job, 180)
+        # a flood of duplicates after the job is done changes nothing
+        for _ in range(200):
+            raw.publish(results, Result(job.id, 0, 1, "evil", ResultStatus.OK, text="late injected").encode())
+        assert hub._thread.is_alive()
+    finally:
+        raw.publish(topics.node_status("evil"), b"", retain=True)  # clear the retained garbage
+        raw.close()
+        hub.stop()
+        nodes.stop()
+    assert job.state is JobState.DONE
+    text = to_text(job)
+    assert "injected" not in text
+    assert wer(reference, text) < 0.35
+    assert {c.result.node_id for c in job.chunks} == {"n-node1"}
+    assert hub.online_nodes() == 1, "garbage must not have changed what the hub knows of the nodes"
+
+
+def test_a_busy_node_rejects_extra_chunks_and_stops_cleanly(broker, corpus):
+    """Capacity 1: a second chunk is answered 'rejected' at once; SIGTERM drains and goes offline."""
+    from hub.audio import wav_bytes
+    from protocol.messages import Chunk
+
+    audio, _ = speech(corpus, ["jfk"])
+    prefix = unique_prefix()
+    topics = Topics(prefix)
+    nodes = start_nodes(broker.url, prefix, 1)
+    raw = RawClient(broker.port)
+    try:
+        raw.subscribe(topics.hub_results("rawhub"))
+        raw.subscribe(topics.node_status("n-node1"))
+        wait_until(lambda: _last_status(raw, topics) is NodeState.ONLINE, raw.got, 60, "node online")
+        for seq in (0, 1):
+            chunk = Chunk("job1", seq, "rawhub", 1, 0.0, 11.0, 16000, 4e9, wav_bytes(audio))
+            raw.publish(topics.node_chunks("n-node1"), chunk.encode())
+        wait_until(lambda: len(_results(raw, topics)) >= 1, raw.got, 30, "the rejection")
+        first = _results(raw, topics)[0]
+        assert (first.seq, first.status) == (1, ResultStatus.REJECTED) and "busy" in first.reason
+        proc = nodes.nodes["n-node1"]
+        proc.terminate()  # SIGTERM while chunk 0 is in hand: it finishes it, then goes offline
+        assert proc.wait(60) == 0
+        results = _results(raw, topics)
+        assert [(r.seq, r.status) for r in results] == [(1, ResultStatus.REJECTED), (0, ResultStatus.OK)]
+        assert "country" in results[1].text
+        assert _last_status(raw, topics) is NodeState.OFFLINE
+    finally:
+        raw.publish(topics.node_status("n-node1"), b"", retain=True)
+        raw.close()
+        nodes.stop()
+
+
+def _results(raw: RawClient, topics: Topics) -> list[Result]:
+    return [Result.decode(p) for t, p in list(raw.messages) if t == topics.hub_results("rawhub")]
+
+
+def _last_status(raw: RawClient, topics: Topics) -> NodeState | None:
+    states = [NodeStatus.decode(p).state for t, p in list(raw.messages) if t == topics.node_status("n-node1") and p]
+    return states[-1] if states else None
+
+
+def test_two_hubs_share_one_pool_without_mixing_work(broker, corpus):
+    audio_a, ref_a = speech(corpus, SHORT)
+    audio_b, ref_b = speech(corpus, ["lhotse_2412-153948-0000", "picovoice_test"])
+    prefix = unique_prefix()
+    nodes = start_nodes(broker.url, prefix, 2)
+    hub_a = start_hub(broker.url, prefix)
+    hub_b = start_hub(broker.url, prefix)
+    try:
+        wait_online(hub_a, 2)
+        wait_online(hub_b, 2)
+        job_a = hub_a.submit(audio_a, "a")
+        job_b = hub_b.submit(audio_b, "b")
+        finished(job_a, 240)
+        finished(job_b, 240)
+    finally:
+        hub_a.stop()
+        hub_b.stop()
+        nodes.stop()
+    assert job_a.state is JobState.DONE and job_b.state is JobState.DONE
+    assert wer(ref_a, to_text(job_a)) < 0.35
+    assert wer(ref_b, to_text(job_b)) < 0.35
+    assert "gospel" in to_text(job_b) and "gospel" not in to_text(job_a)
+    assert "dashwood" in to_text(job_a) and "dashwood" not in to_text(job_b)
+
+
+def test_a_job_with_no_nodes_fails_with_a_clear_reason(broker, corpus):
+    audio, _ = speech(corpus, ["ps_goforward"])
+    hub = start_hub(broker.url, unique_prefix(), no_node_timeout_s=1.5)
+    try:
+        job = finished(hub.submit(audio, "lonely"), 30)
+    finally:
+        hub.stop()
+    assert job.state is JobState.FAILED
+    assert "no edge node" in job.error
