@@ -50,7 +50,7 @@ def find_mosquitto() -> str:
     return found
 
 
-def _port_is_bindable(host: str, port: int) -> bool:
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """True if a listening socket could be bound to ``host:port`` (same SO_REUSEADDR as mosquitto)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -241,7 +241,7 @@ class LocalBroker:
 
     def _launch(self, executable: str, deadline: float) -> None:
         port = self.port
-        if not _port_is_bindable(self._host, port):
+        if not port_is_free(port, self._host):
             raise _AddressInUse(f"mosquitto cannot listen on {self._host}:{port}: address already in use")
         self.conf_path.write_text(self.render_conf(), encoding="utf-8")
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0

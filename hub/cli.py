@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 
 from hub.audio import AudioError, load_audio
+from hub.broker import port_is_free
 from hub.chunking import ChunkingSettings
 from hub.dispatcher import DispatchSettings
 from hub.jobs import ChunkState, Job, JobState
@@ -31,6 +32,7 @@ from hub.service import Hub, HubSettings
 from hub.transcript import FORMATS, render
 from protocol.broker import BrokerAddress
 from protocol.cli import add_common_args, env_default, setup_logging
+from protocol.messages import NodeStatus
 from protocol.topics import Topics
 
 _LOGGER = logging.getLogger("hub")
@@ -42,6 +44,9 @@ class Interrupted(Exception):
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
+    # Teardown is bounded (SIGTERM, then SIGKILL after a timeout): further signals must not cut it short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Interrupted()
 
 
@@ -114,7 +119,11 @@ def _transcribe(args: argparse.Namespace, local: int) -> int:
     cluster = _cluster(args, local)
     hub = None
     try:
-        cluster.start()
+        try:
+            cluster.start()
+        except RuntimeError as exc:  # mosquitto missing or unable to start
+            print(f"hub: {exc}", file=sys.stderr)
+            return 2
         settings = HubSettings(broker=broker or BrokerAddress.parse(str(cluster.broker_url)), **settings_kwargs)
         hub = Hub(settings)
         hub.add_listener(_Progress())
@@ -168,13 +177,42 @@ class _Progress:
 
 
 def _up(args: argparse.Namespace, local: int) -> int:
-    cluster = _cluster(args, local, port=args.port)
+    port = args.port if args.broker is None and port_is_free(args.port) else None
+    if args.broker is None and port is None:
+        _LOGGER.warning("port %d is taken (a system mosquitto?); using a free port instead", args.port)
+    cluster = _cluster(args, local, port=port)
     try:
-        cluster.start()
-        print(f"edgescribe is up: broker {cluster.broker_url}, {local} local node(s). Ctrl-C stops everything.", file=sys.stderr)
-        print(f"  transcribe:  python -m hub transcribe FILE --broker {cluster.broker_url}", file=sys.stderr)
-        print(f"  add a node:  python -m edge_node --broker mqtt://<this machine>:{cluster.broker_url.rsplit(':', 1)[1]}", file=sys.stderr)
-        threading.Event().wait()
+        try:
+            cluster.start()
+        except RuntimeError as exc:
+            print(f"hub: {exc}", file=sys.stderr)
+            return 2
+        url = cluster.broker_url
+        print(f"edgescribe is up: broker {url}, {local} local edge node(s). Ctrl-C stops everything.", file=sys.stderr)
+        print(f"  transcribe a file:  .venv/bin/python -m hub transcribe FILE --broker {url}", file=sys.stderr)
+        print(f"  another node here:  .venv/bin/python -m edge_node --broker {url} --node-id NAME", file=sys.stderr)
+        watcher = Hub(HubSettings(broker=BrokerAddress.parse(str(url)), topics=Topics(args.prefix)))
+        watcher.add_node_listener(_NodeLog())
+        watcher.start()
+        try:
+            threading.Event().wait()
+        except Interrupted:
+            print("hub: stopping", file=sys.stderr)
+        finally:
+            watcher.stop()
     finally:
         cluster.stop()
     return 0
+
+
+class _NodeLog:
+    """Prints a line to stderr when a node comes online or goes offline."""
+
+    def __init__(self) -> None:
+        self._state: dict[str, str] = {}
+
+    def __call__(self, status: NodeStatus) -> None:
+        if self._state.get(status.node_id) != status.state.value:
+            self._state[status.node_id] = status.state.value
+            model = f" ({status.engine} {status.model})" if status.state.value == "online" else ""
+            print(f"node {status.node_id}: {status.state.value}{model}", file=sys.stderr, flush=True)

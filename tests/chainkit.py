@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
+import select
 import threading
 import time
 import uuid
@@ -79,24 +79,44 @@ def finished(job: Job, timeout: float) -> Job:
     return job
 
 
-def processes_matching(*needles: str) -> set[int]:
-    """Pids of live processes whose command line contains any of ``needles``."""
+def tagged_env(tag: str) -> dict[str, str]:
+    """This environment plus a marker that every descendant inherits (see :func:`processes_tagged`)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    return {**os.environ, "PYTHONPATH": root, "EDGESCRIBE_TEST_TAG": tag}
+
+
+def processes_tagged(tag: str) -> set[int]:
+    """Pids of live processes (zombies excluded) started under :func:`tagged_env` with ``tag``."""
+    marker = f"EDGESCRIBE_TEST_TAG={tag}".encode()
     pids = set()
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if marker not in f.read().split(b"\0"):
+                    continue
             with open(f"/proc/{entry}/stat") as f:
                 if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue  # a zombie is dead already
+                    continue
         except OSError:
             continue
-        if any(n in cmd for n in needles):
-            pids.add(int(entry))
+        pids.add(int(entry))
     return pids
 
 
-def kill9(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
+def wait_gone(pids: set[int], timeout: float) -> set[int]:
+    """Wait (bounded, on pidfds) for processes that are not our children to exit; returns those left."""
+    deadline = time.monotonic() + timeout
+    left = set()
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                left.add(pid)
+        finally:
+            os.close(fd)
+    return left

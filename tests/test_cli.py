@@ -1,0 +1,122 @@
+"""The command lines as a user runs them: exit codes, one-line errors, nothing left running."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.wer import wer
+from tests.chainkit import processes_tagged, tagged_env, unique_prefix, wait_gone
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, timeout: float = 300, tag: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=tagged_env(tag),
+    )
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_missing_file(tmp_path):
+    proc = run("-m", "hub", "transcribe", str(tmp_path / "nope.wav"), "--local-nodes", "1")
+    assert proc.returncode == 2
+    assert "file not found" in one_line_error(proc) and "nope.wav" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_not_audio(tmp_path):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is a text file, not a recording\n" * 50)
+    proc = run("-m", "hub", "transcribe", str(bad), "--local-nodes", "1")
+    assert proc.returncode == 2
+    assert "notes.wav" in one_line_error(proc)
+
+
+def test_no_nodes_within_the_timeout(broker, corpus):
+    path, _ = corpus["ps_goforward"]
+    proc = run("-m", "hub", "transcribe", str(path), "--broker", broker.url, "--prefix", unique_prefix(),
+               "--no-node-timeout", "2")
+    assert proc.returncode == 1
+    assert "no edge node" in proc.stderr
+
+
+def test_bad_broker_url_and_bad_engine():
+    proc = run("-m", "hub", "transcribe", "x.wav", "--broker", "http://nowhere")
+    assert proc.returncode == 2 and "scheme" in one_line_error(proc)
+    proc = run("-m", "edge_node", "--broker", "mqtt://127.0.0.1:1", "--model", "/no/such/model")
+    assert proc.returncode == 2 and "not a PocketSphinx model directory" in one_line_error(proc)
+
+
+def test_local_nodes_transcribe_and_leave_nothing_running(corpus):
+    tag = unique_prefix()
+    a, ref_a = corpus["picovoice_test"]
+    b, ref_b = corpus["ps_librivox_0870"]
+    proc = run("-m", "hub", "transcribe", str(a), str(b), "--local-nodes", "2", "--format", "json", tag=tag)
+    assert proc.returncode == 0, proc.stderr
+    docs = json.loads(proc.stdout)
+    assert [d["name"] for d in docs] == [a.name, b.name]
+    assert wer(ref_a, docs[0]["text"]) < 0.35 and wer(ref_b, docs[1]["text"]) < 0.35
+    assert all(s["status"] == "ok" for d in docs for s in d["segments"])
+    assert "2/" in proc.stderr or "1/1 chunks, done" in proc.stderr  # progress went to stderr
+    assert processes_tagged(tag) == set()
+
+
+def test_edge_node_transcribe_is_the_whole_file_baseline(corpus):
+    path, ref = corpus["picovoice_test"]
+    proc = run("-m", "edge_node", "transcribe", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert wer(ref, proc.stdout) < 0.35
+
+
+def test_ctrl_c_tears_everything_down(corpus):
+    tag = unique_prefix()
+    path, _ = corpus["lhotse_2412-153948-0000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "transcribe", str(path), "--local-nodes", "2", "--max-chunk", "4", "--target-chunk", "3"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tagged_env(tag),
+    )
+    try:
+        # wait (bounded) for the job to be running: progress lines arrive on stderr
+        deadline = time.monotonic() + 120
+        seen = ""
+        while "running" not in seen:
+            assert time.monotonic() < deadline, seen
+            line = proc.stderr.readline()
+            assert line, f"hub exited early: {proc.wait()}"
+            seen += line
+        started = processes_tagged(tag) - {proc.pid}
+        assert len(started) >= 5  # broker, 2 nodes, their 2 engine processes
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert processes_tagged(tag) == set()
+
+
+def test_a_killed_hub_takes_its_children_with_it(corpus):
+    """Even SIGKILL of the hub leaves no broker or node behind (they die with their parent)."""
+    tag = unique_prefix()
+    path, _ = corpus["lhotse_2412-153948-0000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "transcribe", str(path), "--local-nodes", "1"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=tagged_env(tag),
+    )
+    try:
+        assert "running" in proc.stderr.readline() + proc.stderr.readline()
+        proc.kill()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert wait_gone(processes_tagged(tag), 30) == set()
