@@ -8,11 +8,12 @@ hostile or of an unknown version; receivers log and drop such messages.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import io
 import wave
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from protocol.codec import Fields, pack, unpack
 from protocol.errors import ProtocolError
@@ -25,6 +26,16 @@ MAX_CHUNK_BYTES = 8 * 1024 * 1024
 MAX_SMALL_BYTES = 1024 * 1024
 MAX_TEXT_CHARS = 100_000
 _YEAR_3000 = 32_503_680_000.0
+
+
+def _header(message: Any, skip: str = "") -> dict[str, Any]:
+    """Every field of a message dataclass (enums as their values), plus its ``type``."""
+    header: dict[str, Any] = {"type": message.TYPE}
+    for f in dataclasses.fields(message):
+        if f.name != skip:
+            value = getattr(message, f.name)
+            header[f.name] = value.value if isinstance(value, enum.Enum) else value
+    return header
 
 
 class ResultStatus(str, enum.Enum):
@@ -60,23 +71,7 @@ class Chunk:
     language: str = "en-US"
 
     def encode(self) -> bytes:
-        data = pack(
-            {
-                "type": self.TYPE,
-                "job_id": self.job_id,
-                "seq": self.seq,
-                "hub_id": self.hub_id,
-                "attempt": self.attempt,
-                "offset_s": self.offset_s,
-                "duration_s": self.duration_s,
-                "sample_rate": self.sample_rate,
-                "deadline": self.deadline,
-                "audio_format": self.audio_format,
-                "language": self.language,
-                "audio_bytes": len(self.audio),
-            },
-            self.audio,
-        )
+        data = pack({**_header(self, skip="audio"), "audio_bytes": len(self.audio)}, self.audio)
         if len(data) > MAX_CHUNK_BYTES:
             raise ProtocolError(f"chunk is {len(data)} bytes, over the {MAX_CHUNK_BYTES} byte limit")
         return data
@@ -132,21 +127,7 @@ class Result:
     seconds: float = 0.0  #: processing time spent on the node
 
     def encode(self) -> bytes:
-        return pack(
-            {
-                "type": self.TYPE,
-                "job_id": self.job_id,
-                "seq": self.seq,
-                "attempt": self.attempt,
-                "node_id": self.node_id,
-                "status": self.status.value,
-                "text": self.text,
-                "reason": self.reason,
-                "engine": self.engine,
-                "model": self.model,
-                "seconds": self.seconds,
-            }
-        )
+        return pack(_header(self))
 
     @classmethod
     def decode(cls, data: bytes) -> Result:
@@ -185,22 +166,7 @@ class NodeStatus:
     software: str = ""
 
     def encode(self) -> bytes:
-        return pack(
-            {
-                "type": self.TYPE,
-                "node_id": self.node_id,
-                "state": self.state.value,
-                "engine": self.engine,
-                "model": self.model,
-                "language": self.language,
-                "capacity": self.capacity,
-                "active": self.active,
-                "done": self.done,
-                "rtf": self.rtf,
-                "hostname": self.hostname,
-                "software": self.software,
-            }
-        )
+        return pack(_header(self))
 
     @classmethod
     def decode(cls, data: bytes) -> NodeStatus:
