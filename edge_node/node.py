@@ -27,6 +27,7 @@ from protocol.mqtt import MqttLink, Will
 
 _LOGGER = logging.getLogger(__name__)
 _RTF_WEIGHT = 0.3  # weight of the newest chunk in the moving average of the real-time factor
+_CLOCK_SLACK_S = 5.0  # a deadline passed by more than this on arrival is worth a warning
 
 
 def chunk_pcm(chunk: Chunk) -> tuple[bytes, int, int]:
@@ -85,6 +86,8 @@ class EdgeNode:
         """Stop taking work, finish the chunks in hand (up to ``drain_s``), hand back the rest, go offline."""
         with self._lock:
             self._accepting = False
+        self._publish_status()  # draining: hubs send nothing new but keep waiting for what is in hand
+        with self._lock:
             deadline = time.monotonic() + self.settings.drain_s
             while self._in_hand and self._idle.wait(max(0.0, deadline - time.monotonic())):
                 pass
@@ -121,7 +124,7 @@ class EdgeNode:
 
     def _publish_status(self) -> None:
         with self._lock:
-            status = self._status(NodeState.ONLINE if self._accepting else NodeState.OFFLINE)
+            status = self._status(NodeState.ONLINE if self._accepting else NodeState.DRAINING)
         self._link.publish(self._topics.node_status(self.settings.node_id), status.encode(), retain=True)
 
     # -- receiving (paho thread) -----------------------------------------------------
@@ -140,11 +143,14 @@ class EdgeNode:
                 return
             elif len(self._in_hand) >= self.settings.concurrency:
                 reason = f"node busy ({len(self._in_hand)}/{self.settings.concurrency})"
-            elif chunk.deadline < time.time():
-                reason = "deadline already passed (is this node's clock right?)"
+            elif chunk.language.split("-")[0].lower() != self.engine.language.split("-")[0].lower():
+                reason = f"language {chunk.language} not served (this node: {self.engine.language})"
             else:
                 reason = ""
                 self._in_hand[key] = chunk
+        if not reason and chunk.deadline < time.time() - _CLOCK_SLACK_S:
+            _LOGGER.warning("chunk %s/%d arrived after its deadline: is this node's clock ahead of the hub's?",
+                            chunk.job_id, chunk.seq)
         if reason:
             _LOGGER.info("rejecting chunk %s/%d from hub %s: %s", chunk.job_id, chunk.seq, chunk.hub_id, reason)
             self._reply(chunk, ResultStatus.REJECTED, reason=reason)
@@ -156,7 +162,9 @@ class EdgeNode:
     def _worker(self, engine: EngineProcess) -> None:
         while (chunk := self._work.get()) is not None:
             started = time.monotonic()
-            timeout = self.settings.engine_timeout_s + self.settings.engine_timeout_factor * chunk.duration_s
+            # No point working past the hub's lease (it reassigns then), nor past this node's own limit.
+            own_limit = self.settings.engine_timeout_s + self.settings.engine_timeout_factor * chunk.duration_s
+            timeout = min(own_limit, chunk.lease_s + _CLOCK_SLACK_S)
             try:
                 outcome = engine.transcribe(*chunk_pcm(chunk), timeout=timeout)
             except Exception as exc:  # noqa: BLE001 - a worker must survive anything a chunk does

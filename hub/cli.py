@@ -15,17 +15,20 @@ configuration; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 from hub.audio import AudioError, load_audio
 from hub.broker import port_is_free
 from hub.chunking import ChunkingSettings
 from hub.dispatcher import DispatchSettings
+from edge_node.engines import DEFAULT_ENGINE, ENGINES
 from hub.jobs import ChunkState, Job, JobState
 from hub.local import LocalCluster, NodeOptions
 from hub.service import Hub, HubSettings
@@ -50,13 +53,13 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise Interrupted()
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    add_common_args(parser, broker_required=False)
+def _common(parser: argparse.ArgumentParser, log_level: str) -> None:
+    add_common_args(parser, broker_required=False, log_level=log_level)
     parser.add_argument(
         "--local-nodes", type=int, default=None,
         help=f"start N edge nodes on this machine (default {DEFAULT_LOCAL_NODES} when there is no --broker, else 0)",
     )
-    parser.add_argument("--engine", default=env_default("--engine", "sphinx"), help="engine of the local nodes")
+    parser.add_argument("--engine", default=env_default("--engine", DEFAULT_ENGINE), choices=ENGINES, help="engine of the local nodes")
     parser.add_argument("--model", default=env_default("--model", ""), help="model of the local nodes")
 
 
@@ -65,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("transcribe", help="transcribe recordings through the nodes and print the transcripts")
     t.add_argument("files", nargs="+", type=Path)
-    _common(t)
+    _common(t, "WARNING")
     t.add_argument("--format", choices=FORMATS, default="text")
     t.add_argument("--target-chunk", type=float, default=20.0, help="preferred chunk length, seconds")
     t.add_argument("--max-chunk", type=float, default=30.0, help="longest chunk, seconds")
@@ -74,14 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--lease", type=float, default=15.0, help="fixed part of a chunk's lease, seconds")
     t.add_argument("--max-attempts", type=int, default=3)
     u = sub.add_parser("up", help="run a broker and local nodes until stopped")
-    _common(u)
+    _common(u, "INFO")
     u.add_argument("--port", type=int, default=1883, help="broker port on 127.0.0.1 (a free one if taken)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    setup_logging(args.log_level if args.log_level != "INFO" or args.command == "up" else "WARNING")
+    setup_logging(args.log_level)
     local = args.local_nodes if args.local_nodes is not None else (0 if args.broker else DEFAULT_LOCAL_NODES)
     if local < 0 or (args.broker is None and local == 0):
         print("hub: without --broker, --local-nodes must be at least 1", file=sys.stderr)
@@ -97,26 +100,31 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _cluster(args: argparse.Namespace, local: int, port: int | None = None) -> LocalCluster:
-    options = NodeOptions(engine=args.engine, model=args.model, prefix=args.prefix, log_level=args.log_level)
-    return LocalCluster(local, args.broker, options, name="local", broker_port=port)
+def _cluster(args: argparse.Namespace, local: int, name: str, port: int | None = None) -> LocalCluster:
+    options = NodeOptions(engine=args.engine, model=args.model, prefix=args.prefix)
+    return LocalCluster(local, args.broker, options, name=name, broker_port=port)
 
 
 def _transcribe(args: argparse.Namespace, local: int) -> int:
     try:
-        settings_kwargs = {
-            "chunking": ChunkingSettings(target_s=args.target_chunk, max_s=args.max_chunk),
-            "dispatch": DispatchSettings(
+        # the broker of a private cluster is not known yet: validate everything else first
+        settings = HubSettings(
+            broker=BrokerAddress.parse(args.broker or "mqtt://127.0.0.1"),
+            chunking=ChunkingSettings(target_s=args.target_chunk, max_s=args.max_chunk),
+            dispatch=DispatchSettings(
                 lease_base_s=args.lease, max_attempts=args.max_attempts, no_node_timeout_s=args.no_node_timeout
             ),
-            "topics": Topics(args.prefix),
-        }
-        broker = BrokerAddress.parse(args.broker) if args.broker else None
+            topics=Topics(args.prefix),
+        )
         recordings = [(path.name, load_audio(path, max_duration_s=args.max_duration)) for path in args.files]
     except (ValueError, AudioError) as exc:
         print(f"hub: {exc}", file=sys.stderr)
         return 2
-    cluster = _cluster(args, local)
+    except FileNotFoundError as exc:  # ffmpeg or ffprobe missing
+        print(f"hub: {exc.filename or exc} not found: install ffmpeg (apt-get install ffmpeg)", file=sys.stderr)
+        return 2
+    # node ids of their own, so that local nodes of several hubs on one broker never collide
+    cluster = _cluster(args, local, name=f"local-{uuid.uuid4().hex[:4]}")
     hub = None
     try:
         try:
@@ -124,8 +132,7 @@ def _transcribe(args: argparse.Namespace, local: int) -> int:
         except RuntimeError as exc:  # mosquitto missing or unable to start
             print(f"hub: {exc}", file=sys.stderr)
             return 2
-        settings = HubSettings(broker=broker or BrokerAddress.parse(str(cluster.broker_url)), **settings_kwargs)
-        hub = Hub(settings)
+        hub = Hub(dataclasses.replace(settings, broker=BrokerAddress.parse(str(cluster.broker_url))))
         hub.add_listener(_Progress())
         hub.start()
         jobs = [hub.submit(audio, name) for name, audio in recordings]
@@ -180,7 +187,7 @@ def _up(args: argparse.Namespace, local: int) -> int:
     port = args.port if args.broker is None and port_is_free(args.port) else None
     if args.broker is None and port is None:
         _LOGGER.warning("port %d is taken (a system mosquitto?); using a free port instead", args.port)
-    cluster = _cluster(args, local, port=port)
+    cluster = _cluster(args, local, name="local", port=port)
     try:
         try:
             cluster.start()

@@ -10,12 +10,22 @@ Rules:
   has in flight on it)``. Its report counts every hub's chunks; our own count
   covers the moments before its report catches up. Races between hubs end in a
   ``rejected`` result, and the chunk is queued again at once.
-- Free nodes are taken fastest first (lowest measured real-time factor), and a
-  retry avoids the nodes that already failed that chunk.
+- Only nodes whose language matches the job's (same primary subtag: ``en``
+  serves ``en-US``) are used. Free nodes are taken fastest first (lowest
+  measured real-time factor), and a retry avoids the nodes that already failed
+  that chunk.
 - Each assignment has a lease: ``lease_base_s + lease_factor * duration * rtf``.
-  When it runs out, or the node goes offline, the chunk is queued again.
-- ``error`` results and lease expiries count as failures; after
-  ``max_attempts`` the chunk is marked failed and the job finishes with a gap.
+  When it runs out, or the node goes offline, the chunk is queued again. A node
+  whose lease ran out gets no more chunks until it publishes a status again
+  (it may be dead with a stale retained ``online``). A ``draining`` node gets
+  no new chunks but keeps the ones it has.
+- ``error`` results, lease expiries and a node going offline count as
+  failures; after ``max_attempts`` the chunk is marked failed and the job
+  finishes with a gap.
+- A ``rejected`` chunk is queued again at once and costs no attempt, but that
+  node rests (``busy_backoff_s``, doubling with each rejection in a row up to
+  ``max_backoff_s``); after ``max_rejections`` rejections a chunk loses an
+  attempt, so a node that rejects everything cannot keep a job alive forever.
 - Results are keyed by (job id, sequence id): the first ``ok``/``no-speech``
   answer wins, later ones (a slow node that comes back) are dropped.
 """
@@ -39,12 +49,16 @@ class DispatchSettings:
     max_attempts: int = 3  #: failures (errors, expired leases) before a chunk is given up
     no_node_timeout_s: float = 120.0  #: a job that waits this long with no node online fails
     busy_backoff_s: float = 1.0  #: after a ``rejected``, leave that node alone for this long
+    max_backoff_s: float = 30.0  #: the longest rest after rejections in a row
+    max_rejections: int = 20  #: rejections of one chunk that count as one failed attempt
 
     def __post_init__(self) -> None:
         if self.lease_base_s <= 0 or self.lease_factor <= 0 or self.default_rtf <= 0:
             raise ValueError("lease settings must be positive")
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        if self.max_attempts < 1 or self.max_rejections < 1:
+            raise ValueError("max_attempts and max_rejections must be at least 1")
+        if not 0 < self.busy_backoff_s <= self.max_backoff_s:
+            raise ValueError("need 0 < busy_backoff_s <= max_backoff_s")
         if self.no_node_timeout_s <= 0:
             raise ValueError("no_node_timeout_s must be positive")
 
@@ -54,11 +68,18 @@ class NodeView:
     status: NodeStatus
     mine: int = 0  #: chunks of this hub in flight on the node
     rested_until: float = 0.0  #: monotonic; set after a rejection
+    rejections: int = 0  #: rejections in a row
+    suspect: bool = False  #: a lease on it ran out; cleared by its next status message
 
     def free(self, now: float) -> int:
-        if self.status.state is not NodeState.ONLINE or now < self.rested_until:
+        if self.status.state is not NodeState.ONLINE or self.suspect or now < self.rested_until:
             return 0
         return self.status.capacity - max(self.status.active, self.mine)
+
+
+def same_language(a: str, b: str) -> bool:
+    """True if two language tags share their primary subtag (``en-US`` and ``en``); empty matches any."""
+    return not a or not b or a.split("-")[0].lower() == b.split("-")[0].lower()
 
 
 @dataclass(frozen=True)
@@ -93,9 +114,10 @@ class Dispatcher:
         view = self.nodes.get(status.node_id)
         if view is None:
             view = self.nodes[status.node_id] = NodeView(status)
-        was_online = view.status.state is NodeState.ONLINE
+        was_offline = view.status.state is NodeState.OFFLINE
         view.status = status
-        if status.state is NodeState.OFFLINE and (was_online or view.mine):
+        view.suspect = False
+        if status.state is NodeState.OFFLINE and (not was_offline or view.mine):
             return self._requeue_node(status.node_id, "node went offline", now)
         return []
 
@@ -113,7 +135,10 @@ class Dispatcher:
             _LOGGER.info("dropped duplicate result for %s/%d from %s", job.id, result.seq, result.node_id)
             return None
         current = chunk.state is ChunkState.ASSIGNED and chunk.node_id == result.node_id and chunk.attempt == result.attempt
+        view = self.nodes.get(result.node_id)
         if result.status in (ResultStatus.OK, ResultStatus.NO_SPEECH):
+            if view is not None:
+                view.rejections = 0
             if not current:
                 _LOGGER.info("late result for %s/%d from %s accepted (first answer wins)", job.id, result.seq, result.node_id)
             self._release(chunk)
@@ -127,11 +152,17 @@ class Dispatcher:
             return None
         self._release(chunk)
         if result.status is ResultStatus.REJECTED:
-            view = self.nodes.get(result.node_id)
             if view is not None:
-                view.rested_until = now + self.settings.busy_backoff_s
-            chunk.state = ChunkState.QUEUED
-            chunk.node_id = None
+                view.rejections += 1
+                rest = self.settings.busy_backoff_s * 2 ** min(view.rejections - 1, 16)
+                view.rested_until = now + min(rest, self.settings.max_backoff_s)
+            chunk.rejections += 1
+            if chunk.rejections >= self.settings.max_rejections:
+                chunk.rejections = 0
+                self._fail_attempt(job, chunk, f"{result.node_id}: rejected {self.settings.max_rejections} times: {result.reason}")
+            else:
+                chunk.state = ChunkState.QUEUED
+                chunk.node_id = None
             return job
         _LOGGER.warning("chunk %s/%d failed on %s: %s", job.id, result.seq, result.node_id, result.reason)
         self._fail_attempt(job, chunk, f"{result.node_id}: {result.reason}")
@@ -148,7 +179,7 @@ class Dispatcher:
             for chunk in job.chunks:
                 if chunk.state is not ChunkState.QUEUED:
                     continue
-                node_id = self._pick(free, chunk)
+                node_id = self._pick(free, chunk, job.language)
                 if node_id is None:
                     return out
                 free[node_id] -= 1
@@ -187,14 +218,16 @@ class Dispatcher:
                 if chunk.state is ChunkState.ASSIGNED and now >= chunk.lease_deadline:
                     _LOGGER.warning("lease of %s/%d on %s expired", job.id, chunk.seq, chunk.node_id)
                     node = chunk.node_id
+                    if node in self.nodes:
+                        self.nodes[node].suspect = True
                     self._release(chunk)
                     self._fail_attempt(job, chunk, f"{node}: no answer before the lease ran out")
                     if job not in changed:
                         changed.append(job)
         return changed
 
-    def next_deadline(self) -> float | None:
-        """The earliest monotonic time at which :meth:`expire` has something to do."""
+    def next_deadline(self, now: float) -> float | None:
+        """The earliest monotonic time after ``now`` at which :meth:`expire` or :meth:`assign` has something to do."""
         times = []
         for job in self.jobs.values():
             if job.is_finished:
@@ -202,12 +235,14 @@ class Dispatcher:
             if job.idle_since is not None:
                 times.append(job.idle_since + self.settings.no_node_timeout_s)
             times.extend(c.lease_deadline for c in job.chunks if c.state is ChunkState.ASSIGNED)
-        rests = [v.rested_until for v in self.nodes.values() if v.rested_until]
+        rests = [v.rested_until for v in self.nodes.values() if v.rested_until > now]
         return min(times + rests) if times or rests else None
 
     # -- helpers -----------------------------------------------------------------
-    def _pick(self, free: dict[str, int], chunk: ChunkWork) -> str | None:
-        candidates = [nid for nid, n in free.items() if n > 0]
+    def _pick(self, free: dict[str, int], chunk: ChunkWork, language: str) -> str | None:
+        candidates = [
+            nid for nid, n in free.items() if n > 0 and same_language(self.nodes[nid].status.language, language)
+        ]
         if not candidates:
             return None
         fresh = [nid for nid in candidates if nid not in chunk.tried] if chunk.failures else candidates

@@ -35,7 +35,8 @@ class ChunkWork:
     state: ChunkState = ChunkState.QUEUED
     node_id: str | None = None
     attempt: int = 0  #: number of the current (or last) assignment
-    failures: int = 0  #: errors and lease expiries so far
+    failures: int = 0  #: errors, lease expiries and nodes lost so far
+    rejections: int = 0  #: rejections since the last failure
     lease_deadline: float = 0.0  #: monotonic seconds
     tried: set[str] = field(default_factory=set)
     result: Result | None = None
@@ -56,6 +57,7 @@ class Job:
     name: str
     audio: AudioSegment
     chunks: list[ChunkWork]
+    language: str = "en-US"
     created: float = field(default_factory=time.time)
     created_mono: float = field(default_factory=time.monotonic)
     state: JobState = JobState.QUEUED

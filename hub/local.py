@@ -23,6 +23,7 @@ class NodeOptions:
     language: str = "en-US"
     prefix: str = "edgescribe"
     log_level: str = "INFO"
+    drain_s: float = 5.0  #: on stop, how long a node may finish its chunk before handing it back
 
 
 class LocalCluster:
@@ -58,6 +59,7 @@ class LocalCluster:
             "--language", o.language,
             "--prefix", o.prefix,
             "--log-level", o.log_level,
+            "--drain-timeout", str(o.drain_s),
         ]
         if o.model:
             cmd += ["--model", o.model]
@@ -72,7 +74,7 @@ class LocalCluster:
 
     def stop(self) -> None:
         for node_id, proc in self.nodes.items():
-            code = terminate(proc)
+            code = terminate(proc, timeout=self._options.drain_s + 10)
             _LOGGER.debug("node %s exited with %s", node_id, code)
         if self.broker is not None:
             self.broker.stop()

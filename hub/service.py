@@ -111,7 +111,8 @@ class Hub:
         if audio.frame_rate != SAMPLE_RATE or audio.channels != 1 or audio.sample_width != 2:
             raise ValueError("audio must be 16 kHz mono 16-bit; load it with hub.audio.load_audio")
         specs = plan_chunks(audio, self.settings.chunking)
-        job = Job(id=uuid.uuid4().hex[:16], name=name, audio=audio, chunks=[ChunkWork(i, s) for i, s in enumerate(specs)])
+        chunks = [ChunkWork(i, s) for i, s in enumerate(specs)]
+        job = Job(id=uuid.uuid4().hex[:16], name=name, audio=audio, chunks=chunks, language=self.settings.language)
         with self._lock:
             self._dispatcher.add_job(job)
             self._wake.notify_all()
@@ -171,7 +172,7 @@ class Hub:
                 changed = self._dispatcher.expire(now)
                 assignments = self._dispatcher.assign(now) if self._link.connected.is_set() else []
                 if not assignments and not changed:
-                    deadline = self._dispatcher.next_deadline()
+                    deadline = self._dispatcher.next_deadline(now)
                     wait = None if deadline is None else max(0.0, deadline - now)
                     self._wake.wait(wait)
                     continue
@@ -190,6 +191,7 @@ class Hub:
             duration_s=a.chunk.duration_s,
             sample_rate=SAMPLE_RATE,
             deadline=time.time() + a.lease_s,
+            lease_s=round(a.lease_s, 3),
             audio=wav_bytes(a.job.audio[spec.start_ms : spec.end_ms]),
             language=self.settings.language,
         )

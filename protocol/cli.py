@@ -1,7 +1,8 @@
 """Command-line helpers shared by every program: flags with environment overrides.
 
-Each flag ``--some-thing`` can also be set with ``EDGESCRIBE_SOME_THING``; an
-explicit flag wins over the environment, which wins over the default.
+A flag ``--some-thing`` that reads :func:`env_default` can also be set with
+``EDGESCRIBE_SOME_THING``; an explicit flag wins over the environment, which
+wins over the default. docs/operations.md lists which flags do.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def env_default(flag: str, default: str | None = None) -> str | None:
     return os.environ.get(ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper(), default)
 
 
-def add_common_args(parser: argparse.ArgumentParser, broker_required: bool) -> None:
+def add_common_args(parser: argparse.ArgumentParser, broker_required: bool, log_level: str = "INFO") -> None:
     """Add the flags every program shares: broker, topic prefix, log level."""
     broker = env_default("--broker")
     parser.add_argument(
@@ -36,7 +37,7 @@ def add_common_args(parser: argparse.ArgumentParser, broker_required: bool) -> N
     )
     parser.add_argument(
         "--log-level",
-        default=env_default("--log-level", "INFO"),
+        default=env_default("--log-level", log_level),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         type=str.upper,
     )

@@ -48,8 +48,9 @@ class ResultStatus(str, enum.Enum):
 
 
 class NodeState(str, enum.Enum):
-    ONLINE = "online"
-    OFFLINE = "offline"
+    ONLINE = "online"  #: taking chunks
+    DRAINING = "draining"  #: stopping: finishing the chunks in hand, taking no new ones
+    OFFLINE = "offline"  #: gone; chunks still assigned to it will not be answered
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ class Chunk:
     offset_s: float  #: where the chunk starts in the original recording
     duration_s: float
     sample_rate: int
-    deadline: float  #: epoch seconds (hub clock) after which the hub reassigns it
+    deadline: float  #: epoch seconds (hub clock) when the lease ends; advisory, clocks may differ
+    lease_s: float  #: how long the hub waits for the result before reassigning the chunk
     audio: bytes  #: a complete WAV file, 16-bit PCM mono
     audio_format: str = "wav"
     language: str = "en-US"
@@ -91,6 +93,7 @@ class Chunk:
             duration_s=f.number("duration_s", 0.0, 1e5),
             sample_rate=f.integer("sample_rate", 8000, 192_000),
             deadline=f.number("deadline", 0.0, _YEAR_3000),
+            lease_s=f.number("lease_s", 0.0, 1e6),
             audio=audio,
             audio_format=f.choice("audio_format", ("wav",), "wav"),
             language=f.text("language", 32, "en-US"),

@@ -38,8 +38,9 @@ def unique_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-def start_nodes(broker_url: str, prefix: str, count: int, name: str = "n") -> LocalCluster:
-    cluster = LocalCluster(count, broker_url, NodeOptions(prefix=prefix, log_level="INFO"), name=name)
+def start_nodes(broker_url: str, prefix: str, count: int, name: str = "n", drain_s: float = 5.0) -> LocalCluster:
+    options = NodeOptions(prefix=prefix, log_level="INFO", drain_s=drain_s)
+    cluster = LocalCluster(count, broker_url, options, name=name)
     cluster.start()
     return cluster
 

@@ -165,14 +165,14 @@ def test_a_busy_node_rejects_extra_chunks_and_stops_cleanly(broker, corpus):
     audio, _ = speech(corpus, ["jfk"])
     prefix = unique_prefix()
     topics = Topics(prefix)
-    nodes = start_nodes(broker.url, prefix, 1)
+    nodes = start_nodes(broker.url, prefix, 1, drain_s=60)
     raw = RawClient(broker.port)
     try:
         raw.subscribe(topics.hub_results("rawhub"))
         raw.subscribe(topics.node_status("n-node1"))
         wait_until(lambda: _last_status(raw, topics) is NodeState.ONLINE, raw.got, 60, "node online")
         for seq in (0, 1):
-            chunk = Chunk("job1", seq, "rawhub", 1, 0.0, 11.0, 16000, 4e9, wav_bytes(audio))
+            chunk = Chunk("job1", seq, "rawhub", 1, 0.0, 11.0, 16000, 4e9, 120.0, wav_bytes(audio))
             raw.publish(topics.node_chunks("n-node1"), chunk.encode())
         wait_until(lambda: len(_results(raw, topics)) >= 1, raw.got, 30, "the rejection")
         first = _results(raw, topics)[0]
@@ -183,7 +183,7 @@ def test_a_busy_node_rejects_extra_chunks_and_stops_cleanly(broker, corpus):
         results = _results(raw, topics)
         assert [(r.seq, r.status) for r in results] == [(1, ResultStatus.REJECTED), (0, ResultStatus.OK)]
         assert "country" in results[1].text
-        assert _last_status(raw, topics) is NodeState.OFFLINE
+        assert _states(raw, topics)[-2:] == [NodeState.DRAINING, NodeState.OFFLINE]
     finally:
         raw.publish(topics.node_status("n-node1"), b"", retain=True)
         raw.close()
@@ -194,8 +194,12 @@ def _results(raw: RawClient, topics: Topics) -> list[Result]:
     return [Result.decode(p) for t, p in list(raw.messages) if t == topics.hub_results("rawhub")]
 
 
+def _states(raw: RawClient, topics: Topics) -> list[NodeState]:
+    return [NodeStatus.decode(p).state for t, p in list(raw.messages) if t == topics.node_status("n-node1") and p]
+
+
 def _last_status(raw: RawClient, topics: Topics) -> NodeState | None:
-    states = [NodeStatus.decode(p).state for t, p in list(raw.messages) if t == topics.node_status("n-node1") and p]
+    states = _states(raw, topics)
     return states[-1] if states else None
 
 
@@ -233,3 +237,32 @@ def test_a_job_with_no_nodes_fails_with_a_clear_reason(broker, corpus):
         hub.stop()
     assert job.state is JobState.FAILED
     assert "no edge node" in job.error
+
+
+def test_a_stopping_node_hands_back_what_it_cannot_finish(broker, corpus):
+    from hub.audio import wav_bytes
+    from protocol.messages import Chunk
+
+    audio, _ = speech(corpus, ["lhotse_2412-153948-0000"])
+    prefix = unique_prefix()
+    topics = Topics(prefix)
+    nodes = start_nodes(broker.url, prefix, 1, drain_s=0)
+    raw = RawClient(broker.port)
+    try:
+        raw.subscribe(topics.hub_results("rawhub"))
+        raw.subscribe(topics.node_status("n-node1"))
+        wait_until(lambda: _last_status(raw, topics) is NodeState.ONLINE, raw.got, 60, "node online")
+        chunk = Chunk("job1", 0, "rawhub", 1, 0.0, 11.7, 16000, 4e9, 120.0, wav_bytes(audio))
+        raw.publish(topics.node_chunks("n-node1"), chunk.encode())
+        in_hand = lambda: any(NodeStatus.decode(p).active == 1 for t, p in list(raw.messages) if t.endswith("/status") and p)  # noqa: E731
+        wait_until(in_hand, raw.got, 30, "the chunk in hand")
+        proc = nodes.nodes["n-node1"]
+        proc.terminate()
+        assert proc.wait(30) == 0
+        (result,) = _results(raw, topics)
+        assert result.status is ResultStatus.REJECTED and "stopped before finishing" in result.reason
+        assert _last_status(raw, topics) is NodeState.OFFLINE
+    finally:
+        raw.publish(topics.node_status("n-node1"), b"", retain=True)
+        raw.close()
+        nodes.stop()

@@ -69,7 +69,7 @@ def test_lease_expiry_moves_the_chunk_and_a_late_answer_is_not_doubled():
     j = job(1)
     d.add_job(j)
     (first,) = d.assign(0)
-    assert d.next_deadline() == pytest.approx(first.lease_s)
+    assert d.next_deadline(0) == pytest.approx(first.lease_s)
     assert d.expire(first.lease_s - 0.01) == []
     assert d.expire(first.lease_s) == [j]
     assert j.chunks[0].state is ChunkState.QUEUED
@@ -138,6 +138,8 @@ def test_stale_error_from_an_old_attempt_is_ignored():
     d.add_job(j)
     (a,) = d.assign(0)
     d.expire(a.lease_s)
+    assert d.assign(a.lease_s) == []  # the node is suspect until it speaks again
+    d.node_status(node("a"), a.lease_s)
     (b,) = d.assign(a.lease_s)
     assert d.result(answer(a, status=ResultStatus.ERROR), a.lease_s + 1) is None
     assert j.chunks[0].state is ChunkState.ASSIGNED and j.chunks[0].attempt == b.attempt
@@ -159,7 +161,7 @@ def test_job_fails_when_no_node_is_online_for_the_timeout():
     j = job(2)
     d.add_job(j)
     assert d.assign(0) == [] and d.expire(0) == []
-    assert d.next_deadline() == pytest.approx(30)
+    assert d.next_deadline(0) == pytest.approx(30)
     assert d.expire(29) == []
     assert d.expire(30) == [j]
     assert j.state is JobState.FAILED and "no edge node" in j.error and j.finished.is_set()
@@ -180,3 +182,70 @@ def test_empty_job_is_done_at_once():
     j = job(0)
     d.add_job(j)
     assert j.finished.is_set() and j.state is JobState.DONE
+
+
+def test_rejections_back_off_exponentially_and_past_rests_do_not_spin():
+    d = Dispatcher(DispatchSettings(busy_backoff_s=1, max_backoff_s=4, max_rejections=100))
+    d.node_status(node("a"), 0)
+    j = job(1)
+    d.add_job(j)
+    now, rests = 0.0, []
+    for _ in range(5):
+        (a,) = d.assign(now)
+        d.result(answer(a, status=ResultStatus.REJECTED), now)
+        rests.append(d.nodes["a"].rested_until - now)
+        assert d.assign(now) == []
+        now = d.next_deadline(now)
+    assert rests == [1, 2, 4, 4, 4]
+    # once the rest is over it is no longer a deadline: nothing to wake up for
+    d.nodes["a"].rested_until = now - 1
+    assert d.next_deadline(now) is None or d.next_deadline(now) > now
+
+
+def test_a_node_that_rejects_everything_cannot_keep_a_chunk_alive_forever():
+    d = Dispatcher(DispatchSettings(max_attempts=2, max_rejections=3, busy_backoff_s=0.5, max_backoff_s=0.5))
+    d.node_status(node("skewed"), 0)
+    j = job(1)
+    d.add_job(j)
+    now = 0.0
+    while not j.is_finished:
+        for a in d.assign(now):
+            d.result(answer(a, status=ResultStatus.REJECTED), now)
+        now += 1
+        assert now < 100
+    assert j.state is JobState.PARTIAL and "rejected 3 times" in j.chunks[0].reason
+
+
+def test_suspect_node_gets_nothing_until_it_speaks_again():
+    d = Dispatcher(SETTINGS)
+    d.node_status(node("ghost"), 0)  # a stale retained 'online' of a dead node
+    j = job(2)
+    d.add_job(j)
+    first = d.assign(0)
+    assert len(first) == 1
+    d.expire(first[0].lease_s)
+    assert d.assign(first[0].lease_s) == []
+    d.node_status(node("ghost"), first[0].lease_s + 1)
+    assert len(d.assign(first[0].lease_s + 1)) == 1
+
+
+def test_draining_node_keeps_its_chunks_but_gets_no_new_ones():
+    d = Dispatcher(SETTINGS)
+    d.node_status(node("a", capacity=2), 0)
+    j = job(3)
+    d.add_job(j)
+    assert len(d.assign(0)) == 2
+    draining = NodeStatus(node_id="a", state=NodeState.DRAINING, capacity=2, active=2)
+    assert d.node_status(draining, 1) == []
+    assert j.count(ChunkState.ASSIGNED) == 2
+    assert d.assign(1) == []
+
+
+def test_only_nodes_of_the_jobs_language_are_used():
+    d = Dispatcher(SETTINGS)
+    d.node_status(NodeStatus(node_id="fr", state=NodeState.ONLINE, language="fr-FR", rtf=0.1), 0)
+    d.node_status(NodeStatus(node_id="en", state=NodeState.ONLINE, language="en", rtf=0.9), 0)
+    j = job(2)
+    d.add_job(j)  # language en-US
+    got = d.assign(0)
+    assert [a.node_id for a in got] == ["en"]
