@@ -40,6 +40,8 @@ def serve(argv: list[str]) -> int:
         help="on SIGTERM, seconds to finish chunks in hand before handing them back",
     )
     args = parser.parse_args(argv)
+    if args.engine not in ENGINES:  # a default from EDGESCRIBE_ENGINE skips argparse's choices check
+        parser.error(f"unknown engine {args.engine!r}; choose one of: {', '.join(ENGINES)}")
     setup_logging(args.log_level)
     try:
         settings = NodeSettings(

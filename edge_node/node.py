@@ -22,7 +22,7 @@ from edge_node import __version__
 from edge_node.runner import EngineProcess, EngineSpec, Outcome
 from edge_node.settings import NodeSettings
 from protocol.errors import ProtocolError
-from protocol.messages import Chunk, NodeState, NodeStatus, Result, ResultStatus
+from protocol.messages import Chunk, NodeState, NodeStatus, Result, ResultStatus, same_language
 from protocol.mqtt import MqttLink, Will
 
 _LOGGER = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class EdgeNode:
         self._link.publish(self._topics.node_status(self.settings.node_id), status.encode(), retain=True)
 
     # -- receiving (paho thread) -----------------------------------------------------
-    def _on_chunk(self, topic: str, payload: bytes) -> None:
+    def _on_chunk(self, topic: str, payload: bytes, retained: bool) -> None:
         try:
             chunk = Chunk.decode(payload)
         except ProtocolError as exc:
@@ -143,7 +143,7 @@ class EdgeNode:
                 return
             elif len(self._in_hand) >= self.settings.concurrency:
                 reason = f"node busy ({len(self._in_hand)}/{self.settings.concurrency})"
-            elif chunk.language.split("-")[0].lower() != self.engine.language.split("-")[0].lower():
+            elif not same_language(chunk.language, self.engine.language):
                 reason = f"language {chunk.language} not served (this node: {self.engine.language})"
             else:
                 reason = ""

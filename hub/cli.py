@@ -83,7 +83,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.engine not in ENGINES:  # a default from EDGESCRIBE_ENGINE skips argparse's choices check
+        parser.error(f"unknown engine {args.engine!r}; choose one of: {', '.join(ENGINES)}")
+    try:
+        Topics(args.prefix)
+        if args.broker:
+            BrokerAddress.parse(args.broker)
+    except ValueError as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 2
     setup_logging(args.log_level)
     local = args.local_nodes if args.local_nodes is not None else (0 if args.broker else DEFAULT_LOCAL_NODES)
     if local < 0 or (args.broker is None and local == 0):
@@ -120,8 +130,8 @@ def _transcribe(args: argparse.Namespace, local: int) -> int:
     except (ValueError, AudioError) as exc:
         print(f"hub: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:  # ffmpeg or ffprobe missing
-        print(f"hub: {exc.filename or exc} not found: install ffmpeg (apt-get install ffmpeg)", file=sys.stderr)
+    except OSError as exc:  # ffmpeg or ffprobe missing or not runnable
+        print(f"hub: cannot run {exc.filename or 'ffmpeg'}: {exc.strerror}; install ffmpeg (apt-get install ffmpeg)", file=sys.stderr)
         return 2
     # node ids of their own, so that local nodes of several hubs on one broker never collide
     cluster = _cluster(args, local, name=f"local-{uuid.uuid4().hex[:4]}")

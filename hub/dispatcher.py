@@ -36,7 +36,7 @@ import logging
 from dataclasses import dataclass
 
 from hub.jobs import ChunkState, ChunkWork, Job, JobState
-from protocol.messages import NodeState, NodeStatus, Result, ResultStatus
+from protocol.messages import NodeState, NodeStatus, Result, ResultStatus, same_language
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,10 +47,10 @@ class DispatchSettings:
     lease_factor: float = 3.0  #: times the expected processing time
     default_rtf: float = 1.0  #: assumed real-time factor of a node that has not reported one
     max_attempts: int = 3  #: failures (errors, expired leases) before a chunk is given up
-    no_node_timeout_s: float = 120.0  #: a job that waits this long with no node online fails
+    no_node_timeout_s: float = 120.0  #: a job that waits this long with no usable node (online, of its language) fails
     busy_backoff_s: float = 1.0  #: after a ``rejected``, leave that node alone for this long
-    max_backoff_s: float = 30.0  #: the longest rest after rejections in a row
-    max_rejections: int = 20  #: rejections of one chunk that count as one failed attempt
+    max_backoff_s: float = 10.0  #: the longest rest after rejections in a row
+    max_rejections: int = 10  #: rejections of one chunk that count as one failed attempt
 
     def __post_init__(self) -> None:
         if self.lease_base_s <= 0 or self.lease_factor <= 0 or self.default_rtf <= 0:
@@ -75,11 +75,6 @@ class NodeView:
         if self.status.state is not NodeState.ONLINE or self.suspect or now < self.rested_until:
             return 0
         return self.status.capacity - max(self.status.active, self.mine)
-
-
-def same_language(a: str, b: str) -> bool:
-    """True if two language tags share their primary subtag (``en-US`` and ``en``); empty matches any."""
-    return not a or not b or a.split("-")[0].lower() == b.split("-")[0].lower()
 
 
 @dataclass(frozen=True)
@@ -109,14 +104,19 @@ class Dispatcher:
             for chunk in job.chunks:
                 self._release(chunk)
 
-    def node_status(self, status: NodeStatus, now: float) -> list[Job]:
-        """Record a node's status; requeue our chunks on it if it went offline. Returns changed jobs."""
+    def node_status(self, status: NodeStatus, now: float, retained: bool = False) -> list[Job]:
+        """Record a node's status; requeue our chunks on it if it went offline. Returns changed jobs.
+
+        ``retained`` marks a copy the broker kept (sent on subscribe): it proves nothing about the
+        node being alive now, so it does not clear a suspect mark.
+        """
         view = self.nodes.get(status.node_id)
         if view is None:
             view = self.nodes[status.node_id] = NodeView(status)
         was_offline = view.status.state is NodeState.OFFLINE
         view.status = status
-        view.suspect = False
+        if not retained:
+            view.suspect = False
         if status.state is NodeState.OFFLINE and (not was_offline or view.mine):
             return self._requeue_node(status.node_id, "node went offline", now)
         return []
@@ -199,11 +199,10 @@ class Dispatcher:
     def expire(self, now: float) -> list[Job]:
         """Requeue chunks whose lease ran out; fail jobs that found no node in time."""
         changed = []
-        online = any(v.status.state is NodeState.ONLINE for v in self.nodes.values())
         for job in list(self.jobs.values()):
             if job.is_finished:
                 continue
-            waiting = not online and job.count(ChunkState.ASSIGNED) == 0
+            waiting = job.count(ChunkState.ASSIGNED) == 0 and not self._usable_node(job.language)
             if not waiting:
                 job.idle_since = None
             elif job.idle_since is None:
@@ -253,6 +252,13 @@ class Dispatcher:
             return (view.status.rtf or self.settings.default_rtf, view.mine, nid)
 
         return min(pool, key=speed)
+
+    def _usable_node(self, language: str) -> bool:
+        """Is any node online, not suspect and of this language (busy or not)?"""
+        return any(
+            v.status.state is NodeState.ONLINE and not v.suspect and same_language(v.status.language, language)
+            for v in self.nodes.values()
+        )
 
     def _release(self, chunk: ChunkWork) -> None:
         if chunk.state is ChunkState.ASSIGNED and chunk.node_id in self.nodes:

@@ -36,7 +36,7 @@ class ChunkWork:
     node_id: str | None = None
     attempt: int = 0  #: number of the current (or last) assignment
     failures: int = 0  #: errors, lease expiries and nodes lost so far
-    rejections: int = 0  #: rejections since the last failure
+    rejections: int = 0  #: rejections counted towards the next lost attempt (``max_rejections``)
     lease_deadline: float = 0.0  #: monotonic seconds
     tried: set[str] = field(default_factory=set)
     result: Result | None = None

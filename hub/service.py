@@ -128,7 +128,7 @@ class Hub:
         return sum(1 for n in self.nodes() if n.state.value == "online")
 
     # -- broker callbacks (paho thread) --------------------------------------------------
-    def _on_status(self, topic: str, payload: bytes) -> None:
+    def _on_status(self, topic: str, payload: bytes, retained: bool) -> None:
         try:
             node_id = self._topics.parse_node_status(topic)
             if not payload:
@@ -140,13 +140,13 @@ class Hub:
             _LOGGER.warning("dropped a bad node status on %s: %s", topic, exc)
             return
         with self._lock:
-            changed = self._dispatcher.node_status(status, self._clock())
+            changed = self._dispatcher.node_status(status, self._clock(), retained)
             self._wake.notify_all()
         self._notify(changed)
         for listener in self._node_listeners:
             _call(listener, status)
 
-    def _on_result(self, topic: str, payload: bytes) -> None:
+    def _on_result(self, topic: str, payload: bytes, retained: bool) -> None:
         try:
             result = Result.decode(payload)
         except ProtocolError as exc:

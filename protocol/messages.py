@@ -44,7 +44,12 @@ class ResultStatus(str, enum.Enum):
     OK = "ok"  #: speech was recognised; ``text`` holds it
     NO_SPEECH = "no-speech"  #: the engine heard nothing it could transcribe
     ERROR = "error"  #: the engine failed; ``reason`` says why
-    REJECTED = "rejected"  #: the node did not take the chunk (busy, stopping, expired); reassign at once
+    REJECTED = "rejected"  #: the node did not take the chunk (busy, stopping, other language); reassign at once
+
+
+def same_language(a: str, b: str) -> bool:
+    """True if two language tags share their primary subtag (``en-US`` and ``en``); empty matches any."""
+    return not a or not b or a.split("-")[0].lower() == b.split("-")[0].lower()
 
 
 class NodeState(str, enum.Enum):

@@ -25,7 +25,7 @@ from protocol.broker import BrokerAddress
 
 _LOGGER = logging.getLogger(__name__)
 
-Handler = Callable[[str, bytes], None]
+Handler = Callable[[str, bytes, bool], None]  # topic, payload, retained (sent on subscribe)
 QOS = 1
 MIN_RECONNECT_S = 1
 MAX_RECONNECT_S = 30
@@ -144,7 +144,7 @@ class MqttLink:
     def _guard(handler: Handler):
         def callback(client, userdata, message) -> None:
             try:
-                handler(message.topic, message.payload)
+                handler(message.topic, message.payload, bool(message.retain))
             except Exception:  # noqa: BLE001 - one bad message must never kill the network thread
                 _LOGGER.exception("handler for %s failed; message dropped", message.topic)
 

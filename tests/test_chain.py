@@ -266,3 +266,22 @@ def test_a_stopping_node_hands_back_what_it_cannot_finish(broker, corpus):
         raw.publish(topics.node_status("n-node1"), b"", retain=True)
         raw.close()
         nodes.stop()
+
+
+def test_hub_and_nodes_reconnect_after_a_broker_restart(fresh_broker, corpus):
+    """Reconnect with backoff and re-subscribe on every connect: work flows again after a restart."""
+    audio, reference = speech(corpus, ["picovoice_test"])
+    prefix = unique_prefix()
+    nodes = start_nodes(fresh_broker.url, prefix, 1)
+    hub = start_hub(fresh_broker.url, prefix)
+    try:
+        wait_online(hub, 1)
+        fresh_broker.kill()
+        fresh_broker.start()
+        # the job is published whenever the hub is back; it completes only if the node re-subscribed
+        job = finished(hub.submit(audio, "after-restart"), 120)
+    finally:
+        hub.stop()
+        nodes.stop()
+    assert job.state is JobState.DONE
+    assert wer(reference, to_text(job)) < 0.35

@@ -249,3 +249,23 @@ def test_only_nodes_of_the_jobs_language_are_used():
     d.add_job(j)  # language en-US
     got = d.assign(0)
     assert [a.node_id for a in got] == ["en"]
+
+
+def test_a_retained_status_does_not_clear_a_suspect_mark():
+    d = Dispatcher(SETTINGS)
+    d.node_status(node("ghost"), 0)
+    j = job(1)
+    d.add_job(j)
+    (a,) = d.assign(0)
+    d.expire(a.lease_s)
+    d.node_status(node("ghost"), a.lease_s + 1, retained=True)  # the broker's old copy, after a reconnect
+    assert d.assign(a.lease_s + 1) == []
+
+
+def test_a_job_times_out_when_only_unusable_nodes_are_online():
+    d = Dispatcher(SETTINGS)
+    d.node_status(NodeStatus(node_id="fr", state=NodeState.ONLINE, language="fr"), 0)
+    j = job(1)
+    d.add_job(j)
+    assert d.assign(0) == [] and d.expire(0) == []
+    assert d.expire(30) == [j] and j.state is JobState.FAILED
