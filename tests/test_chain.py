@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import paho.mqtt.client as mqtt
@@ -163,14 +164,7 @@ def test_a_busy_node_rejects_extra_chunks_and_stops_cleanly(broker, corpus):
     from protocol.messages import Chunk
 
     audio, _ = speech(corpus, ["jfk"])
-    prefix = unique_prefix()
-    topics = Topics(prefix)
-    nodes = start_nodes(broker.url, prefix, 1, drain_s=60)
-    raw = RawClient(broker.port)
-    try:
-        raw.subscribe(topics.hub_results("rawhub"))
-        raw.subscribe(topics.node_status("n-node1"))
-        wait_until(lambda: _last_status(raw, topics) is NodeState.ONLINE, raw.got, 60, "node online")
+    with node_and_raw_hub(broker, drain_s=60) as (nodes, raw, topics):
         for seq in (0, 1):
             chunk = Chunk("job1", seq, "rawhub", 1, 0.0, 11.0, 16000, 4e9, 120.0, wav_bytes(audio))
             raw.publish(topics.node_chunks("n-node1"), chunk.encode())
@@ -184,6 +178,20 @@ def test_a_busy_node_rejects_extra_chunks_and_stops_cleanly(broker, corpus):
         assert [(r.seq, r.status) for r in results] == [(1, ResultStatus.REJECTED), (0, ResultStatus.OK)]
         assert "country" in results[1].text
         assert _states(raw, topics)[-2:] == [NodeState.DRAINING, NodeState.OFFLINE]
+
+
+@contextlib.contextmanager
+def node_and_raw_hub(broker, drain_s: float):
+    """One real node, and a bare client that plays a hub called 'rawhub' and watches the node's status."""
+    prefix = unique_prefix()
+    topics = Topics(prefix)
+    nodes = start_nodes(broker.url, prefix, 1, drain_s=drain_s)
+    raw = RawClient(broker.port)
+    try:
+        raw.subscribe(topics.hub_results("rawhub"))
+        raw.subscribe(topics.node_status("n-node1"))
+        wait_until(lambda: _last_status(raw, topics) is NodeState.ONLINE, raw.got, 60, "node online")
+        yield nodes, raw, topics
     finally:
         raw.publish(topics.node_status("n-node1"), b"", retain=True)
         raw.close()
@@ -244,14 +252,7 @@ def test_a_stopping_node_hands_back_what_it_cannot_finish(broker, corpus):
     from protocol.messages import Chunk
 
     audio, _ = speech(corpus, ["lhotse_2412-153948-0000"])
-    prefix = unique_prefix()
-    topics = Topics(prefix)
-    nodes = start_nodes(broker.url, prefix, 1, drain_s=0)
-    raw = RawClient(broker.port)
-    try:
-        raw.subscribe(topics.hub_results("rawhub"))
-        raw.subscribe(topics.node_status("n-node1"))
-        wait_until(lambda: _last_status(raw, topics) is NodeState.ONLINE, raw.got, 60, "node online")
+    with node_and_raw_hub(broker, drain_s=0) as (nodes, raw, topics):
         chunk = Chunk("job1", 0, "rawhub", 1, 0.0, 11.7, 16000, 4e9, 120.0, wav_bytes(audio))
         raw.publish(topics.node_chunks("n-node1"), chunk.encode())
         in_hand = lambda: any(NodeStatus.decode(p).active == 1 for t, p in list(raw.messages) if t.endswith("/status") and p)  # noqa: E731
@@ -262,10 +263,6 @@ def test_a_stopping_node_hands_back_what_it_cannot_finish(broker, corpus):
         (result,) = _results(raw, topics)
         assert result.status is ResultStatus.REJECTED and "stopped before finishing" in result.reason
         assert _last_status(raw, topics) is NodeState.OFFLINE
-    finally:
-        raw.publish(topics.node_status("n-node1"), b"", retain=True)
-        raw.close()
-        nodes.stop()
 
 
 def test_hub_and_nodes_reconnect_after_a_broker_restart(fresh_broker, corpus):
