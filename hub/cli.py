@@ -1,6 +1,7 @@
 """The hub's command line.
 
     python -m hub transcribe FILE... [--broker URL] [--local-nodes N] [--format text|json|srt|vtt]
+    python -m hub serve --store DIR [--broker URL] [--local-nodes N]
     python -m hub up [--local-nodes N] [--port PORT]
 
 Without ``--broker``, a private Mosquitto is started from the repository's
@@ -30,8 +31,10 @@ from hub.chunking import ChunkingSettings
 from hub.dispatcher import DispatchSettings
 from edge_node.engines import DEFAULT_ENGINE, ENGINES
 from hub.jobs import ChunkState, Job, JobState
+from hub.inbox import Inbox
 from hub.local import LocalCluster, NodeOptions
 from hub.service import Hub, HubSettings
+from hub.store import StoreError
 from hub.transcript import FORMATS, render
 from protocol.broker import BrokerAddress
 from protocol.cli import add_common_args, env_default, setup_logging
@@ -70,16 +73,38 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("files", nargs="+", type=Path)
     _common(t, "WARNING")
     t.add_argument("--format", choices=FORMATS, default="text")
-    t.add_argument("--target-chunk", type=float, default=20.0, help="preferred chunk length, seconds")
-    t.add_argument("--max-chunk", type=float, default=30.0, help="longest chunk, seconds")
-    t.add_argument("--max-duration", type=float, default=float(env_default("--max-duration", "14400")), help="longest recording accepted, seconds")
-    t.add_argument("--no-node-timeout", type=float, default=60.0, help="fail if no node is online for this long, seconds")
-    t.add_argument("--lease", type=float, default=15.0, help="fixed part of a chunk's lease, seconds")
-    t.add_argument("--max-attempts", type=int, default=3)
+    _chunk_args(t)
+    s = sub.add_parser("serve", help="run a hub with a durable store and an inbox folder until stopped")
+    _common(s, "INFO")
+    s.add_argument("--store", type=Path, required=env_default("--store") is None, default=env_default("--store"),
+                   help="directory of the job store; recordings dropped in STORE/inbox are transcribed to STORE/done")
+    _chunk_args(s)
     u = sub.add_parser("up", help="run a broker and local nodes until stopped")
     _common(u, "INFO")
     u.add_argument("--port", type=int, default=1883, help="broker port on 127.0.0.1 (a free one if taken)")
     return parser
+
+
+def _chunk_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target-chunk", type=float, default=20.0, help="preferred chunk length, seconds")
+    p.add_argument("--max-chunk", type=float, default=30.0, help="longest chunk, seconds")
+    p.add_argument("--max-duration", type=float, default=float(env_default("--max-duration", "14400")), help="longest recording accepted, seconds")
+    p.add_argument("--no-node-timeout", type=float, default=float(env_default("--no-node-timeout", "60")), help="fail a job that waits this long with no usable node, seconds")
+    p.add_argument("--lease", type=float, default=15.0, help="fixed part of a chunk's lease, seconds")
+    p.add_argument("--max-attempts", type=int, default=3)
+
+
+def _hub_settings(args: argparse.Namespace, store_dir: Path | None = None) -> HubSettings:
+    """Everything but a private cluster's broker, validated before anything starts (ValueError)."""
+    return HubSettings(
+        broker=BrokerAddress.parse(args.broker or "mqtt://127.0.0.1"),
+        chunking=ChunkingSettings(target_s=args.target_chunk, max_s=args.max_chunk),
+        dispatch=DispatchSettings(
+            lease_base_s=args.lease, max_attempts=args.max_attempts, no_node_timeout_s=args.no_node_timeout
+        ),
+        topics=Topics(args.prefix),
+        store_dir=store_dir,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "transcribe":
             return _transcribe(args, local)
+        if args.command == "serve":
+            return _serve(args, local)
         return _up(args, local)
     except Interrupted:
         print("hub: interrupted", file=sys.stderr)
@@ -117,15 +144,7 @@ def _cluster(args: argparse.Namespace, local: int, name: str, port: int | None =
 
 def _transcribe(args: argparse.Namespace, local: int) -> int:
     try:
-        # the broker of a private cluster is not known yet: validate everything else first
-        settings = HubSettings(
-            broker=BrokerAddress.parse(args.broker or "mqtt://127.0.0.1"),
-            chunking=ChunkingSettings(target_s=args.target_chunk, max_s=args.max_chunk),
-            dispatch=DispatchSettings(
-                lease_base_s=args.lease, max_attempts=args.max_attempts, no_node_timeout_s=args.no_node_timeout
-            ),
-            topics=Topics(args.prefix),
-        )
+        settings = _hub_settings(args)
         recordings = [(path.name, load_audio(path, max_duration_s=args.max_duration)) for path in args.files]
     except (ValueError, AudioError) as exc:
         print(f"hub: {exc}", file=sys.stderr)
@@ -233,3 +252,38 @@ class _NodeLog:
             self._state[status.node_id] = status.state.value
             model = f" ({status.engine} {status.model})" if status.state.value == "online" else ""
             print(f"node {status.node_id}: {status.state.value}{model}", file=sys.stderr, flush=True)
+
+
+def _serve(args: argparse.Namespace, local: int) -> int:
+    try:
+        settings = _hub_settings(args, store_dir=args.store)
+    except ValueError as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 2
+    cluster = _cluster(args, local, name="serve")
+    hub = inbox = None
+    try:
+        try:
+            cluster.start()
+            hub = Hub(dataclasses.replace(settings, broker=BrokerAddress.parse(str(cluster.broker_url))))
+        except (RuntimeError, StoreError) as exc:
+            print(f"hub: {exc}", file=sys.stderr)
+            return 2
+        inbox = Inbox(hub, args.store, max_duration_s=args.max_duration)
+        hub.add_node_listener(_NodeLog())
+        hub.add_listener(_Progress())
+        hub.start()
+        inbox.start()
+        print(f"hub {hub.hub_id} serving {args.store}/inbox -> {args.store}/done (broker {cluster.broker_url})",
+              file=sys.stderr, flush=True)
+        try:
+            threading.Event().wait()
+        except Interrupted:
+            print("hub: stopping", file=sys.stderr)
+    finally:
+        if inbox is not None:
+            inbox.stop()
+        if hub is not None:
+            hub.stop()
+        cluster.stop()
+    return 0

@@ -98,6 +98,24 @@ class Dispatcher:
         if not job.chunks:
             self._finish(job)
 
+    def resume_job(self, job: Job, now: float) -> None:
+        """Take back a job from the store after a restart.
+
+        Chunks that were assigned stay assigned, with a fresh lease: their node may still be working,
+        and its result may be waiting at the broker for this hub's persistent session. Their node is
+        known as offline until its status arrives (a retained ``offline`` requeues them at once).
+        """
+        self.jobs[job.id] = job
+        for chunk in job.chunks:
+            if chunk.state is ChunkState.ASSIGNED and chunk.node_id:
+                view = self.nodes.setdefault(chunk.node_id, NodeView(NodeStatus(chunk.node_id, NodeState.OFFLINE)))
+                view.mine += 1
+                rtf = view.status.rtf or self.settings.default_rtf
+                chunk.lease_deadline = now + self.settings.lease_base_s + self.settings.lease_factor * chunk.duration_s * rtf
+            elif chunk.state is ChunkState.ASSIGNED:
+                chunk.state = ChunkState.QUEUED
+        self._check_finished(job)
+
     def forget_job(self, job_id: str) -> None:
         job = self.jobs.pop(job_id, None)
         if job is not None:

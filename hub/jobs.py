@@ -1,4 +1,4 @@
-"""Jobs and their chunks as the hub tracks them (in memory)."""
+"""Jobs and their chunks as the hub tracks them (in memory; :mod:`hub.store` makes them durable)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class ChunkWork:
 class Job:
     id: str
     name: str
-    audio: AudioSegment
+    audio: AudioSegment | None  #: None once finished and loaded from the store (only results matter then)
     chunks: list[ChunkWork]
     language: str = "en-US"
     created: float = field(default_factory=time.time)
@@ -67,7 +67,7 @@ class Job:
 
     @property
     def duration_s(self) -> float:
-        return len(self.audio) / 1000
+        return self.chunks[-1].spec.end_ms / 1000 if self.chunks else 0.0
 
     def count(self, state: ChunkState) -> int:
         return sum(1 for c in self.chunks if c.state is state)

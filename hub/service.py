@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,8 @@ from pydub import AudioSegment
 from hub.audio import SAMPLE_RATE, wav_bytes
 from hub.chunking import ChunkingSettings, plan_chunks
 from hub.dispatcher import Assignment, DispatchSettings, Dispatcher
-from hub.jobs import ChunkWork, Job
+from hub.jobs import ChunkState, ChunkWork, Job
+from hub.store import JobStore
 from protocol.broker import BrokerAddress
 from protocol.errors import ProtocolError
 from protocol.messages import MAX_CHUNK_BYTES, Chunk, NodeStatus, Result
@@ -49,6 +51,8 @@ class HubSettings:
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
     language: str = "en-US"
+    store_dir: Path | None = None  #: durable jobs and a stable hub id; None keeps jobs in memory only
+    session_expiry_s: int = 86_400  #: with a store: how long the broker keeps results for an absent hub
 
     def __post_init__(self) -> None:
         check_id(self.hub_id, "hub id")
@@ -71,21 +75,36 @@ class Hub:
         self._node_listeners: list[NodeListener] = []
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="hub-dispatch", daemon=True)
+        self.store = JobStore(settings.store_dir) if settings.store_dir is not None else None
+        # With a store, the hub keeps its id and a persistent session across restarts: results that
+        # nodes publish while it is away wait at the broker (QoS 1) until it is back.
+        self.hub_id = self.store.hub_id() if self.store is not None else settings.hub_id
         self._link = MqttLink(
             settings.broker,
-            client_id=settings.hub_id,
+            client_id=self.hub_id,
             subscriptions={
                 self._topics.all_node_status: self._on_status,
-                self._topics.hub_results(settings.hub_id): self._on_result,
+                self._topics.hub_results(self.hub_id): self._on_result,
             },
+            clean_start=self.store is None,
+            session_expiry_s=settings.session_expiry_s if self.store is not None else 0,
             on_connected=self._kick,
         )
 
     # -- life cycle ---------------------------------------------------------------------
     def start(self) -> None:
+        if self.store is not None:
+            resumed = self.store.unfinished()
+            with self._lock:
+                for job in resumed:
+                    self._dispatcher.resume_job(job, self._clock())
+                    self._persist([job])
+            for job in resumed:
+                _LOGGER.info("resumed job %s (%s): %d of %d chunks done", job.id, job.name,
+                             job.count(ChunkState.DONE), len(job.chunks))
         self._thread.start()
         self._link.start()
-        _LOGGER.info("hub %s using broker %s, topic prefix %s", self.settings.hub_id, self.settings.broker, self._topics.prefix)
+        _LOGGER.info("hub %s using broker %s, topic prefix %s", self.hub_id, self.settings.broker, self._topics.prefix)
 
     def wait_connected(self, timeout: float) -> bool:
         return self._link.wait_connected(timeout)
@@ -96,6 +115,8 @@ class Hub:
             self._wake.notify_all()
         self._thread.join(timeout=5)
         self._link.stop()
+        if self.store is not None:
+            self.store.close()
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(job)`` (from a hub thread) whenever a job changes."""
@@ -106,7 +127,7 @@ class Hub:
         self._node_listeners.append(listener)
 
     # -- jobs ------------------------------------------------------------------------------
-    def submit(self, audio: AudioSegment, name: str = "recording") -> Job:
+    def submit(self, audio: AudioSegment, name: str = "recording", digest: str = "") -> Job:
         """Cut ``audio`` (16 kHz mono 16-bit, see :func:`hub.audio.load_audio`) into chunks and queue them."""
         if audio.frame_rate != SAMPLE_RATE or audio.channels != 1 or audio.sample_width != 2:
             raise ValueError("audio must be 16 kHz mono 16-bit; load it with hub.audio.load_audio")
@@ -114,7 +135,10 @@ class Hub:
         chunks = [ChunkWork(i, s) for i, s in enumerate(specs)]
         job = Job(id=uuid.uuid4().hex[:16], name=name, audio=audio, chunks=chunks, language=self.settings.language)
         with self._lock:
+            if self.store is not None:
+                self.store.add(job, digest)
             self._dispatcher.add_job(job)
+            self._persist([job])
             self._wake.notify_all()
         _LOGGER.info("job %s (%s): %.1f s of audio in %d chunks", job.id, name, job.duration_s, len(job.chunks))
         self._notify([job])
@@ -141,6 +165,7 @@ class Hub:
             return
         with self._lock:
             changed = self._dispatcher.node_status(status, self._clock(), retained)
+            self._persist(changed)
             self._wake.notify_all()
         self._notify(changed)
         for listener in self._node_listeners:
@@ -154,6 +179,8 @@ class Hub:
             return
         with self._lock:
             job = self._dispatcher.result(result, self._clock())
+            if job is not None:
+                self._persist([job])
             self._wake.notify_all()
         if job is not None:
             self._notify([job])
@@ -171,6 +198,7 @@ class Hub:
                 now = self._clock()
                 changed = self._dispatcher.expire(now)
                 assignments = self._dispatcher.assign(now) if self._link.connected.is_set() else []
+                self._persist(changed + [a.job for a in assignments])
                 if not assignments and not changed:
                     deadline = self._dispatcher.next_deadline(now)
                     wait = None if deadline is None else max(0.0, deadline - now)
@@ -185,7 +213,7 @@ class Hub:
         chunk = Chunk(
             job_id=a.job.id,
             seq=a.chunk.seq,
-            hub_id=self.settings.hub_id,
+            hub_id=self.hub_id,
             attempt=a.attempt,
             offset_s=a.chunk.offset_s,
             duration_s=a.chunk.duration_s,
@@ -197,6 +225,13 @@ class Hub:
         )
         _LOGGER.info("chunk %s/%d (%.1f s) -> %s, attempt %d", a.job.id, a.chunk.seq, a.chunk.duration_s, a.node_id, a.attempt)
         self._link.publish(self._topics.node_chunks(a.node_id), chunk.encode())
+
+    def _persist(self, jobs: list[Job]) -> None:
+        """Write changed jobs to the store (called under the lock, before the message is acknowledged)."""
+        if self.store is None:
+            return
+        for job in {j.id: j for j in jobs}.values():
+            self.store.save(job)
 
     def _notify(self, jobs: list[Job]) -> None:
         seen = set()

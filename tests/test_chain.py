@@ -125,7 +125,7 @@ def test_garbage_on_result_and_status_topics_leaves_the_hub_working(broker, corp
     raw = RawClient(broker.port)
     try:
         wait_online(hub, 1)
-        results = topics.hub_results(hub.settings.hub_id)
+        results = topics.hub_results(hub.hub_id)
         for payload in GARBAGE:
             raw.publish(results, payload)
             raw.publish(topics.node_status("evil"), payload, retain=True)

@@ -1,0 +1,225 @@
+"""The hub's durable store: jobs, chunk states and results in SQLite, audio as WAV files.
+
+Layout of a store directory::
+
+    hub.sqlite3     jobs, chunks (state, attempts, result), the hub's own id
+    audio/<id>.wav  the recording of each unfinished job (16 kHz mono 16-bit)
+    hub.lock        held (flock) by the one hub process using the store
+
+Every change of a job is written before the hub acknowledges the MQTT message
+that caused it (paho acknowledges a QoS 1 message after its callback returns),
+so a result is either in the store or still queued at the broker for the hub's
+persistent session. SQLite runs in WAL mode with ``synchronous=FULL``.
+The hub calls the store under its own lock: one connection, one writer.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+import uuid
+from pathlib import Path
+
+from pydub import AudioSegment
+
+from hub.audio import wav_bytes
+from hub.chunking import ChunkSpec
+from hub.jobs import ChunkState, ChunkWork, Job, JobState
+from protocol.errors import ProtocolError
+from protocol.messages import Result
+
+_LOGGER = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    language TEXT NOT NULL,
+    created REAL NOT NULL,
+    state TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    digest TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    node_id TEXT,
+    attempt INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    rejections INTEGER NOT NULL,
+    tried TEXT NOT NULL,
+    result BLOB,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE INDEX IF NOT EXISTS jobs_by_digest ON jobs(digest);
+"""
+_FINISHED = tuple(s.value for s in (JobState.DONE, JobState.PARTIAL, JobState.FAILED))
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used (locked by another hub, unreadable); the message is one line."""
+
+
+class JobStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.audio_dir = self.directory / "audio"
+        self.audio_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.directory / "hub.lock", "a+")  # noqa: SIM115 - held for the store's life
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            owner = self._lock_file.read().strip() or "?"
+            self._lock_file.close()
+            raise StoreError(f"store {self.directory} is in use by another hub (pid {owner})") from None
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
+        try:
+            self._db = sqlite3.connect(self.directory / "hub.sqlite3", check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.directory}: {exc}") from None
+
+    def close(self) -> None:
+        self._db.close()
+        self._lock_file.close()
+
+    # -- identity -------------------------------------------------------------------
+    def hub_id(self) -> str:
+        """This store's hub id, made once: the hub's MQTT client id and result topic across restarts."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'hub_id'").fetchone()
+        if row:
+            return row[0]
+        hub_id = f"hub-{uuid.uuid4().hex[:10]}"
+        self._db.execute("INSERT INTO meta (key, value) VALUES ('hub_id', ?)", (hub_id,))
+        return hub_id
+
+    # -- writing ------------------------------------------------------------------------
+    def add(self, job: Job, digest: str = "") -> None:
+        """Keep a new job: its audio first (written whole, then renamed), then its rows."""
+        assert job.audio is not None
+        path = self._audio_path(job.id)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(wav_bytes(job.audio))
+        os.replace(tmp, path)
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT INTO jobs (id, name, language, created, state, error, digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job.id, job.name, job.language, job.created, job.state.value, job.error, digest),
+            )
+            self._write_chunks(job)
+
+    def save(self, job: Job) -> None:
+        """Write a job's state and every chunk's; drop its audio once it is finished."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("UPDATE jobs SET state = ?, error = ? WHERE id = ?", (job.state.value, job.error, job.id))
+            self._write_chunks(job)
+        if job.is_finished:
+            self._audio_path(job.id).unlink(missing_ok=True)
+
+    def delete(self, job_id: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        self._audio_path(job_id).unlink(missing_ok=True)
+
+    def _write_chunks(self, job: Job) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO chunks (job_id, seq, start_ms, end_ms, state, node_id, attempt, failures,"
+            " rejections, tried, result, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    job.id, c.seq, c.spec.start_ms, c.spec.end_ms, c.state.value, c.node_id, c.attempt, c.failures,
+                    c.rejections, json.dumps(sorted(c.tried)), c.result.encode() if c.result else None, c.reason,
+                )
+                for c in job.chunks
+            ],
+        )
+
+    # -- reading ------------------------------------------------------------------------
+    def unfinished(self) -> list[Job]:
+        """Every job not yet finished, with its audio, oldest first."""
+        rows = self._db.execute(
+            f"SELECT id FROM jobs WHERE state NOT IN ({','.join('?' * len(_FINISHED))}) ORDER BY created", _FINISHED
+        ).fetchall()
+        jobs = []
+        for (job_id,) in rows:
+            job = self.load(job_id, with_audio=True)
+            if job is not None:
+                jobs.append(job)
+        return jobs
+
+    def load(self, job_id: str, with_audio: bool = False) -> Job | None:
+        row = self._db.execute(
+            "SELECT id, name, language, created, state, error FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        audio = None
+        if with_audio:
+            path = self._audio_path(job_id)
+            try:
+                audio = AudioSegment.from_wav(path)
+            except (OSError, IndexError, ValueError) as exc:
+                _LOGGER.error("job %s: its audio %s is unreadable (%s); marking it failed", job_id, path, exc)
+                self._db.execute(
+                    "UPDATE jobs SET state = ?, error = ? WHERE id = ?",
+                    (JobState.FAILED.value, f"audio lost from the store: {exc}", job_id),
+                )
+                return None
+        job = Job(
+            id=row[0], name=row[1], audio=audio, chunks=self._chunks(job_id), language=row[2], created=row[3],
+            state=JobState(row[4]), error=row[5],
+        )
+        if job.is_finished:
+            job.finished.set()
+        return job
+
+    def _chunks(self, job_id: str) -> list[ChunkWork]:
+        chunks = []
+        for seq, start, end, state, node, attempt, failures, rejections, tried, result, reason in self._db.execute(
+            "SELECT seq, start_ms, end_ms, state, node_id, attempt, failures, rejections, tried, result, reason"
+            " FROM chunks WHERE job_id = ? ORDER BY seq",
+            (job_id,),
+        ):
+            try:
+                decoded = Result.decode(result) if result else None
+            except ProtocolError as exc:  # written by an older version, or damaged
+                _LOGGER.error("job %s chunk %d: stored result unreadable (%s); it will be done again", job_id, seq, exc)
+                decoded, state = None, ChunkState.QUEUED.value
+            chunks.append(
+                ChunkWork(
+                    seq=seq, spec=ChunkSpec(start, end), state=ChunkState(state), node_id=node, attempt=attempt,
+                    failures=failures, rejections=rejections, tried=set(json.loads(tried)), result=decoded,
+                    reason=reason,
+                )
+            )
+        return chunks
+
+    def find(self, digest: str) -> str | None:
+        """The id of a job made from the same source bytes, if any."""
+        row = self._db.execute("SELECT id FROM jobs WHERE digest = ? ORDER BY created DESC", (digest,)).fetchone()
+        return row[0] if row else None
+
+    def summaries(self) -> list[dict[str, object]]:
+        """Every job, newest first: id, name, state, created, error."""
+        rows = self._db.execute("SELECT id, name, state, created, error FROM jobs ORDER BY created DESC").fetchall()
+        return [dict(zip(("id", "name", "state", "created", "error"), r)) for r in rows]
+
+    def _audio_path(self, job_id: str) -> Path:
+        return self.audio_dir / f"{job_id}.wav"
