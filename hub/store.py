@@ -21,6 +21,7 @@ import logging
 import os
 import sqlite3
 import uuid
+import wave
 from pathlib import Path
 
 from pydub import AudioSegment
@@ -62,6 +63,15 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS jobs_by_digest ON jobs(digest);
 """
 _FINISHED = tuple(s.value for s in (JobState.DONE, JobState.PARTIAL, JobState.FAILED))
+
+
+def _read_wav(path: Path) -> AudioSegment:
+    """A WAV the store wrote itself (stdlib only: no ffmpeg, no guessing)."""
+    with wave.open(str(path), "rb") as w:
+        return AudioSegment(
+            w.readframes(w.getnframes()), sample_width=w.getsampwidth(), frame_rate=w.getframerate(),
+            channels=w.getnchannels(),
+        )
 
 
 class StoreError(RuntimeError):
@@ -174,8 +184,8 @@ class JobStore:
         if with_audio:
             path = self._audio_path(job_id)
             try:
-                audio = AudioSegment.from_wav(path)
-            except (OSError, IndexError, ValueError) as exc:
+                audio = _read_wav(path)
+            except (OSError, EOFError, wave.Error) as exc:
                 _LOGGER.error("job %s: its audio %s is unreadable (%s); marking it failed", job_id, path, exc)
                 self._db.execute(
                     "UPDATE jobs SET state = ?, error = ? WHERE id = ?",

@@ -10,6 +10,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from pydub import AudioSegment
 
 from hub.audio import load_audio
@@ -38,8 +40,17 @@ def unique_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-def start_nodes(broker_url: str, prefix: str, count: int, name: str = "n", drain_s: float = 5.0) -> LocalCluster:
-    options = NodeOptions(prefix=prefix, log_level="INFO", drain_s=drain_s)
+def start_nodes(
+    broker_url: str,
+    prefix: str,
+    count: int,
+    name: str = "n",
+    drain_s: float = 5.0,
+    engine: str = "sphinx",
+    model: str = "",
+) -> LocalCluster:
+    """``count`` node processes ``<name>-node1`` ... (a test engine such as chaos needs EDGESCRIBE_TEST_ENGINES=1)."""
+    options = NodeOptions(engine=engine, model=model, prefix=prefix, log_level="INFO", drain_s=drain_s)
     cluster = LocalCluster(count, broker_url, options, name=name)
     cluster.start()
     return cluster
@@ -121,3 +132,28 @@ def wait_gone(pids: set[int], timeout: float) -> set[int]:
         finally:
             os.close(fd)
     return left
+
+
+class RawClient:
+    """A bare MQTT client for publishing hostile traffic and watching topics."""
+
+    def __init__(self, url_port: int) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.got = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = lambda c, u, m: (self.messages.append((m.topic, m.payload)), self.got.set())
+        self.client.connect("127.0.0.1", url_port)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+    def subscribe(self, topic: str) -> None:
+        done = threading.Event()
+        self.client.on_subscribe = lambda *a: done.set()
+        self.client.subscribe(topic, qos=1)
+        assert done.wait(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

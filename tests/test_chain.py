@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.wer import wer
 from edge_node.engines import create_engine
@@ -15,7 +13,7 @@ from hub.jobs import ChunkState, JobState
 from hub.transcript import segments, to_text
 from protocol.messages import NodeState, NodeStatus, Result, ResultStatus
 from protocol.topics import Topics
-from tests.chainkit import finished, speech, start_hub, start_nodes, unique_prefix, wait_online, wait_until
+from tests.chainkit import RawClient, finished, speech, start_hub, start_nodes, unique_prefix, wait_online, wait_until
 
 LONG = ["ps_librivox_0870", "ps_librivox_0880", "ps_librivox_0890", "ps_librivox_0920", "ps_librivox_0930", "jfk"]
 SHORT = ["ps_librivox_0870", "ps_librivox_0880", "ps_librivox_0890"]
@@ -77,31 +75,6 @@ def test_a_node_killed_mid_job_loses_nothing(broker, corpus):
     assert all(c.result is not None and c.result.node_id == "n-node2" for c in job.chunks if c.failures)
     assert any(c.failures for c in job.chunks), "the killed node's chunk should have been reassigned"
     assert wer(reference, to_text(job)) < 0.35
-
-
-class RawClient:
-    """A bare MQTT client for publishing hostile traffic and watching topics."""
-
-    def __init__(self, url_port: int) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self.got = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.on_message = lambda c, u, m: (self.messages.append((m.topic, m.payload)), self.got.set())
-        self.client.connect("127.0.0.1", url_port)
-        self.client.loop_start()
-
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
-
-    def subscribe(self, topic: str) -> None:
-        done = threading.Event()
-        self.client.on_subscribe = lambda *a: done.set()
-        self.client.subscribe(topic, qos=1)
-        assert done.wait(5)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 GARBAGE = [

@@ -1,0 +1,166 @@
+"""The durable store, and a hub that is killed mid-job and resumes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pydub import AudioSegment
+
+from bench.wer import wer
+from hub.chunking import ChunkSpec
+from hub.jobs import ChunkState, ChunkWork, Job, JobState
+from hub.store import JobStore, StoreError
+from protocol.messages import NodeStatus, Result, ResultStatus
+from tests.chainkit import RawClient, speech, start_nodes, tagged_env, unique_prefix, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_job(job_id: str = "j1") -> Job:
+    audio = AudioSegment.silent(duration=3000, frame_rate=16000).set_sample_width(2)
+    chunks = [ChunkWork(i, ChunkSpec(i * 1000, (i + 1) * 1000)) for i in range(3)]
+    return Job(id=job_id, name="three.wav", audio=audio, chunks=chunks, language="en-GB")
+
+
+def test_a_job_round_trips_through_the_store(tmp_path):
+    store = JobStore(tmp_path)
+    job = make_job()
+    store.add(job, digest="abc")
+    c0, c1, _ = job.chunks
+    c0.state, c0.node_id, c0.attempt, c0.tried = ChunkState.DONE, "n1", 2, {"n1", "n2"}
+    c0.result = Result("j1", 0, 2, "n1", ResultStatus.OK, text="hello", engine="sphinx", seconds=0.5)
+    c1.state, c1.node_id, c1.attempt, c1.failures, c1.rejections = ChunkState.ASSIGNED, "n2", 1, 1, 4
+    job.state = JobState.RUNNING
+    store.save(job)
+    hub_id = store.hub_id()
+    store.close()
+
+    again = JobStore(tmp_path)
+    assert again.hub_id() == hub_id, "the hub id must survive a restart"
+    (loaded,) = again.unfinished()
+    assert (loaded.id, loaded.name, loaded.language, loaded.state) == ("j1", "three.wav", "en-GB", JobState.RUNNING)
+    assert len(loaded.audio) == 3000
+    for mine, theirs in zip(job.chunks, loaded.chunks):
+        for field in ("seq", "spec", "state", "node_id", "attempt", "failures", "rejections", "tried", "result", "reason"):
+            assert getattr(mine, field) == getattr(theirs, field), field
+    assert again.find("abc") == "j1" and again.find("zzz") is None
+
+
+def test_a_finished_job_drops_its_audio_but_keeps_its_text(tmp_path):
+    store = JobStore(tmp_path)
+    job = make_job()
+    store.add(job)
+    assert (tmp_path / "audio" / "j1.wav").exists()
+    for c in job.chunks:
+        c.state, c.result = ChunkState.DONE, Result("j1", c.seq, 1, "n", ResultStatus.OK, text=f"w{c.seq}")
+    job.state = JobState.DONE
+    store.save(job)
+    assert not (tmp_path / "audio" / "j1.wav").exists()
+    assert store.unfinished() == []
+    loaded = store.load("j1")
+    assert loaded.is_finished and loaded.finished.is_set()
+    assert [c.result.text for c in loaded.chunks] == ["w0", "w1", "w2"]
+    assert loaded.duration_s == 3.0
+
+
+def test_one_hub_per_store(tmp_path):
+    first = JobStore(tmp_path)
+    with pytest.raises(StoreError, match="in use by another hub"):
+        JobStore(tmp_path)
+    first.close()
+    JobStore(tmp_path).close()
+
+
+def test_a_damaged_result_is_done_again_and_lost_audio_fails_the_job(tmp_path):
+    store = JobStore(tmp_path)
+    job = make_job()
+    store.add(job)
+    job.chunks[0].state = ChunkState.DONE
+    job.chunks[0].result = Result("j1", 0, 1, "n", ResultStatus.OK, text="x")
+    job.state = JobState.RUNNING
+    store.save(job)
+    store.close()
+    with sqlite3.connect(tmp_path / "hub.sqlite3") as db:
+        db.execute("UPDATE chunks SET result = ? WHERE seq = 0", (b"garbage",))
+    store = JobStore(tmp_path)
+    (loaded,) = store.unfinished()
+    assert loaded.chunks[0].state is ChunkState.QUEUED and loaded.chunks[0].result is None
+    (tmp_path / "audio" / "j1.wav").write_bytes(b"not a wav")
+    assert store.unfinished() == []
+    assert store.load("j1").state is JobState.FAILED
+
+
+def _store_counts(db_path: Path) -> dict[str, int]:
+    try:
+        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+            return dict(db.execute("SELECT state, count(*) FROM chunks GROUP BY state").fetchall())
+    except sqlite3.Error:
+        return {}
+
+
+def _statuses(raw: RawClient) -> list[NodeStatus]:
+    return [NodeStatus.decode(p) for _, p in list(raw.messages) if p]
+
+
+def _serve(store: Path, broker_url: str, prefix: str, tag: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hub", "serve", "--store", str(store), "--broker", broker_url, "--prefix", prefix,
+         "--target-chunk", "5", "--max-chunk", "8"],
+        cwd=ROOT, env=tagged_env(tag), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_a_hub_killed_mid_job_resumes_and_keeps_results_published_while_it_was_away(broker, corpus, tmp_path):
+    audio, reference = speech(corpus, ["ps_librivox_0870", "ps_librivox_0890", "ps_librivox_0920", "picovoice_test"])
+    prefix = unique_prefix()
+    nodes = start_nodes(broker.url, prefix, 2)
+    store = tmp_path / "store"
+    (store / "inbox").mkdir(parents=True)
+    watcher = RawClient(broker.port)
+    watcher.subscribe(f"{prefix}/node/+/status")
+    hub = _serve(store, broker.url, prefix, prefix)
+    try:
+        audio.export(store / "inbox" / ".talk.wav", format="wav")
+        (store / "inbox" / ".talk.wav").rename(store / "inbox" / "talk.wav")
+        deadline = time.monotonic() + 60
+        while _store_counts(store / "hub.sqlite3").get("assigned", 0) < 2:  # another process: poll its store
+            assert time.monotonic() < deadline, "no chunk was assigned"
+            time.sleep(0.05)
+        hub.kill()
+        hub.wait(10)
+        with sqlite3.connect(store / "hub.sqlite3") as db:
+            in_flight = db.execute("SELECT seq, node_id FROM chunks WHERE state = 'assigned'").fetchall()
+        assert in_flight
+        # the nodes finish those chunks and publish their results to a hub that is not there
+        watcher.messages.clear()
+        idle = {node for _, node in in_flight}
+        wait_until(
+            lambda: idle <= {s.node_id for s in _statuses(watcher) if s.active == 0}, watcher.got, 60, "idle nodes"
+        )
+        hub = _serve(store, broker.url, prefix, prefix)
+        done = store / "done" / "talk.wav.json"
+        deadline = time.monotonic() + 180
+        while not done.exists():
+            assert hub.poll() is None, hub.stderr.read()
+            assert time.monotonic() < deadline, "the resumed job did not finish"
+            time.sleep(0.2)
+    finally:
+        hub.terminate()
+        hub.wait(30)
+        watcher.close()
+        nodes.stop()
+    doc = json.loads(done.read_text())
+    assert doc["state"] == "done"
+    assert wer(reference, doc["text"]) < 0.35
+    by_seq = {s["seq"]: s for s in doc["segments"]}
+    with sqlite3.connect(store / "hub.sqlite3") as db:
+        attempts = dict(db.execute("SELECT seq, attempt FROM chunks").fetchall())
+    # chunks in flight at the kill were answered by their first node, not redone: the broker kept the results
+    for seq, node_id in in_flight:
+        assert by_seq[seq]["node_id"] == node_id and attempts[seq] == 1
