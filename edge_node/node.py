@@ -51,6 +51,8 @@ class EdgeNode:
         self._done = 0
         self._rtf: float | None = None
         self._threads: list[threading.Thread] = []
+        self._stopped = threading.Event()
+        self._heartbeat_thread = threading.Thread(target=self._heartbeat, name="status-heartbeat", daemon=True)
         self._link = MqttLink(
             settings.broker,
             client_id=f"node-{settings.node_id}",
@@ -69,6 +71,7 @@ class EdgeNode:
             thread = threading.Thread(target=self._worker, args=(engine,), name=f"engine-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        self._heartbeat_thread.start()
         self._link.start()
         _LOGGER.info(
             "node %s: engine %s (%s), capacity %d, broker %s",
@@ -96,6 +99,8 @@ class EdgeNode:
         for chunk in left:
             _LOGGER.warning("handing back chunk %s/%d: not finished within %.0f s", chunk.job_id, chunk.seq, self.settings.drain_s)
             self._reply(chunk, ResultStatus.REJECTED, reason="node stopped before finishing")
+        self._stopped.set()
+        self._heartbeat_thread.join(timeout=5)  # its last 'draining' must not land after our 'offline'
         for _ in self._threads:
             self._work.put(None)
         for engine in self._engines:
@@ -126,6 +131,12 @@ class EdgeNode:
         with self._lock:
             status = self._status(NodeState.ONLINE if self._accepting else NodeState.DRAINING)
         self._link.publish(self._topics.node_status(self.settings.node_id), status.encode(), retain=True)
+
+    def _heartbeat(self) -> None:
+        """A live status now and then: hubs take it as proof of life (a retained copy proves nothing)."""
+        while not self._stopped.wait(self.settings.status_interval_s):
+            if self._link.connected.is_set():
+                self._publish_status()
 
     # -- receiving (paho thread) -----------------------------------------------------
     def _on_chunk(self, topic: str, payload: bytes, retained: bool) -> None:
@@ -177,7 +188,9 @@ class EdgeNode:
                 if self._in_hand.pop(key, None) is None:
                     continue  # already handed back by stop()
                 self._done += 1
-                if chunk.duration_s > 0:
+                # Only real transcriptions measure speed: an engine that crashes at once must not make
+                # this node look fastest (hubs would send it every chunk first), nor a hang make it look slow.
+                if chunk.duration_s > 0 and status in (ResultStatus.OK, ResultStatus.NO_SPEECH):
                     rtf = spent / chunk.duration_s
                     self._rtf = rtf if self._rtf is None else (1 - _RTF_WEIGHT) * self._rtf + _RTF_WEIGHT * rtf
                 self._idle.notify_all()

@@ -26,6 +26,7 @@ class NodeSettings:
     language: str = "en-US"
     concurrency: int = 1  #: chunks transcribed at once
     keepalive_s: int = 5  #: MQTT keepalive; the broker declares a frozen node offline after 1.5-2.5x this (11.5 s measured for 5 s)
+    status_interval_s: float = 10.0  #: the status is re-published this often even when nothing changes
     drain_s: float = 30.0  #: on SIGTERM, how long to finish the chunks in hand before handing them back
     engine_timeout_s: float = 30.0  #: fixed part of the time an engine may spend on a chunk before it is killed
     engine_timeout_factor: float = 10.0  #: plus this many seconds per second of audio
@@ -38,5 +39,7 @@ class NodeSettings:
             raise ValueError(f"keepalive must be 1..600 s, not {self.keepalive_s}")
         if self.engine_timeout_s <= 0 or self.engine_timeout_factor < 0:
             raise ValueError("engine timeout must be positive")
+        if self.status_interval_s <= 0:
+            raise ValueError("status interval must be positive")
         if self.drain_s < 0:
             raise ValueError("drain time must not be negative")

@@ -3,6 +3,11 @@
 Each child runs in its own session (so a Ctrl-C in the terminal reaches only
 the hub, which then stops the children in order) and, on Linux, asks the
 kernel for SIGTERM when the process that started it dies, even by SIGKILL.
+
+The kernel ties that signal to the *thread* that forked the child, not to the
+process: a broker restarted from a short-lived thread would be killed as soon
+as that thread ended. So every child is forked by one spawner thread that
+lives as long as the process.
 """
 
 from __future__ import annotations
@@ -10,10 +15,13 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 _LOGGER = logging.getLogger(__name__)
@@ -28,8 +36,43 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
             pass
 
 
+class _Spawner:
+    """The one long-lived thread that forks every child (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: queue.Queue[tuple[Callable[[], subprocess.Popen], Future]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def run(self, start: Callable[[], subprocess.Popen]) -> subprocess.Popen:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="procs-spawner", daemon=True)
+                self._thread.start()
+        done: Future = Future()
+        self._requests.put((start, done))
+        return done.result(timeout=60)
+
+    def _serve(self) -> None:
+        while True:
+            start, done = self._requests.get()
+            try:
+                done.set_result(start())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                done.set_exception(exc)
+
+
+_SPAWNER = _Spawner()
+
+
 def spawn(cmd: Sequence[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
-    """Start ``cmd`` with stdout and stderr appended to ``log_path``."""
+    """Start ``cmd`` with stdout and stderr appended to ``log_path`` (forked by the spawner thread)."""
+    proc = _SPAWNER.run(lambda: _popen(cmd, log_path, env, cwd))
+    _LOGGER.debug("started pid %d: %s", proc.pid, " ".join(cmd))
+    return proc
+
+
+def _popen(cmd: Sequence[str], log_path: Path, env: dict[str, str] | None, cwd: Path | None) -> subprocess.Popen:
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             list(cmd),
@@ -41,7 +84,6 @@ def spawn(cmd: Sequence[str], log_path: Path, env: dict[str, str] | None = None,
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-    _LOGGER.debug("started pid %d: %s", proc.pid, " ".join(cmd))
     return proc
 
 

@@ -56,12 +56,13 @@ def start_nodes(
     return cluster
 
 
-def start_hub(broker_url: str, prefix: str, **dispatch: float) -> Hub:
+def start_hub(broker_url: str, prefix: str, store_dir: Path | None = None, **dispatch: float) -> Hub:
     settings = HubSettings(
         broker=BrokerAddress.parse(broker_url),
         topics=Topics(prefix),
         chunking=ChunkingSettings(target_s=6, max_s=10, min_s=1),
         dispatch=DispatchSettings(**{"no_node_timeout_s": 60, **dispatch}),
+        store_dir=store_dir,
     )
     hub = Hub(settings)
     hub.start()

@@ -255,3 +255,78 @@ def test_hub_and_nodes_reconnect_after_a_broker_restart(fresh_broker, corpus):
         nodes.stop()
     assert job.state is JobState.DONE
     assert wer(reference, to_text(job)) < 0.35
+
+
+def test_garbage_on_a_nodes_chunk_topic_leaves_it_working(broker, corpus):
+    from hub.audio import wav_bytes
+    from protocol.messages import MAX_CHUNK_BYTES, Chunk
+
+    audio, _ = speech(corpus, ["picovoice_test"])
+    good = Chunk("job1", 0, "rawhub", 1, 0.0, 5.9, 16000, 4e9, 120.0, wav_bytes(audio))
+    head, _, wav = good.encode().partition(b"\n")
+    with node_and_raw_hub(broker, drain_s=0) as (nodes, raw, topics):
+        chunks = topics.node_chunks("n-node1")
+        for payload in GARBAGE + [
+            head + b"\n" + wav[:1000],  # truncated audio
+            head.replace(b'"v":1', b'"v":2') + b"\n" + wav,  # another protocol version
+            head + b"\n" + b"RIFF" + b"\0" * (len(wav) - 4),  # not a WAV behind a valid header
+            b"\n" * 100 + wav,
+            head + b"\n" + b"\0" * (MAX_CHUNK_BYTES + 1),  # over the size limit (the broker allows 16 MiB)
+        ]:
+            raw.publish(chunks, payload)
+        for _ in range(20):  # a flood of the same valid chunk: taken once while in hand, the rest rejected
+            raw.publish(chunks, good.encode())
+        wait_until(lambda: any(r.status is ResultStatus.OK for r in _results(raw, topics)), raw.got, 60, "a result")
+        assert nodes.nodes["n-node1"].poll() is None, "the node died"
+        results = _results(raw, topics)
+        assert [r.status for r in results].count(ResultStatus.OK) == 1
+        assert all(r.status is ResultStatus.REJECTED and "busy" in r.reason for r in results if r.status is not ResultStatus.OK)
+        assert "gospel" in next(r.text for r in results if r.status is ResultStatus.OK)
+
+
+def test_a_job_waits_visibly_for_a_node_and_starts_when_one_appears(broker, corpus):
+    audio, reference = speech(corpus, ["picovoice_test"])
+    prefix = unique_prefix()
+    hub = start_hub(broker.url, prefix)
+    nodes = None
+    try:
+        job = hub.submit(audio, "early")
+        assert not job.finished.wait(2)
+        assert job.state is JobState.QUEUED and job.count(ChunkState.QUEUED) == len(job.chunks)
+        nodes = start_nodes(broker.url, prefix, 1)
+        finished(job, 120)
+    finally:
+        hub.stop()
+        if nodes is not None:
+            nodes.stop()
+    assert job.state is JobState.DONE and wer(reference, to_text(job)) < 0.35
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_a_broker_restart_mid_job_loses_nothing(fresh_broker, corpus, tmp_path, how):
+    audio, reference = speech(corpus, SHORT + ["picovoice_test"])
+    prefix = unique_prefix()
+    nodes = start_nodes(fresh_broker.url, prefix, 2)
+    hub = start_hub(fresh_broker.url, prefix, store_dir=tmp_path / "store", lease_base_s=8)
+    restarted = threading.Event()
+
+    def restart_when_busy(job):
+        if not restarted.is_set() and job.count(ChunkState.DONE) >= 1 and job.count(ChunkState.ASSIGNED) >= 1:
+            restarted.set()
+            threading.Thread(target=_bounce, args=(fresh_broker, how)).start()
+
+    hub.add_listener(restart_when_busy)
+    try:
+        wait_online(hub, 2)
+        job = finished(hub.submit(audio, "bounce"), 240)
+    finally:
+        hub.stop()
+        nodes.stop()
+    assert restarted.is_set()
+    assert job.state is JobState.DONE
+    assert wer(reference, to_text(job)) < 0.35
+
+
+def _bounce(broker, how: str) -> None:
+    broker.stop() if how == "sigterm" else broker.kill()
+    broker.start()
