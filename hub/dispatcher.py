@@ -197,9 +197,11 @@ class Dispatcher:
             for chunk in job.chunks:
                 if chunk.state is not ChunkState.QUEUED:
                     continue
+                if not any(n > 0 for n in free.values()):
+                    return out
                 node_id = self._pick(free, chunk, job.language)
                 if node_id is None:
-                    return out
+                    continue
                 free[node_id] -= 1
                 view = self.nodes[node_id]
                 view.mine += 1
@@ -262,8 +264,20 @@ class Dispatcher:
         ]
         if not candidates:
             return None
-        fresh = [nid for nid in candidates if nid not in chunk.tried] if chunk.failures else candidates
-        pool = fresh or candidates
+        if not chunk.failures:
+            pool = candidates
+        else:
+            # A retry waits for a usable node that has not had the chunk yet, even a busy one: a chunk
+            # that fails fast would otherwise use up every attempt on the one node that happens to be free.
+            fresh = [nid for nid in candidates if nid not in chunk.tried]
+            untried = any(
+                nid not in chunk.tried and v.status.state is NodeState.ONLINE and not v.suspect
+                and same_language(v.status.language, language)
+                for nid, v in self.nodes.items()
+            )
+            pool = fresh if fresh or untried else candidates
+            if not pool:
+                return None
 
         def speed(nid: str) -> tuple[float, int, str]:
             view = self.nodes[nid]

@@ -131,6 +131,22 @@ def test_poison_chunk_fails_after_max_attempts_on_different_nodes():
     assert j.chunks[1].state is ChunkState.DONE
 
 
+def test_a_retry_waits_for_a_busy_node_that_has_not_had_the_chunk():
+    d = Dispatcher(SETTINGS)
+    d.node_status(node("a"), 0)
+    d.node_status(node("b"), 0)
+    j = job(3)
+    d.add_job(j)
+    first = {a.chunk.seq: a for a in d.assign(0)}
+    assert (first[0].node_id, first[1].node_id) == ("a", "b")
+    d.result(answer(first[0], status=ResultStatus.ERROR), 1)  # fails fast on a
+    (later,) = d.assign(1)  # a is free: it takes chunk 2, not chunk 0 again
+    assert (later.chunk.seq, later.node_id) == (2, "a")
+    d.result(answer(first[1]), 2)
+    (retry,) = d.assign(2)
+    assert (retry.chunk.seq, retry.node_id) == (0, "b")
+
+
 def test_stale_error_from_an_old_attempt_is_ignored():
     d = Dispatcher(SETTINGS)
     d.node_status(node("a"), 0)

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import os
+
 from edge_node.engines.base import Engine, EngineUnavailable, NoSpeech
 
 ENGINES = ("sphinx",)
+TEST_ENGINES = ("chaos",)  #: fault injection; only with EDGESCRIBE_TEST_ENGINES=1 in the environment
+TEST_ENGINES_ENV = "EDGESCRIBE_TEST_ENGINES"
 DEFAULT_ENGINE = "sphinx"
 
-__all__ = ["ENGINES", "DEFAULT_ENGINE", "Engine", "EngineUnavailable", "NoSpeech", "create_engine"]
+__all__ = [
+    "ENGINES",
+    "TEST_ENGINES",
+    "TEST_ENGINES_ENV",
+    "DEFAULT_ENGINE",
+    "Engine",
+    "EngineUnavailable",
+    "NoSpeech",
+    "available_engines",
+    "create_engine",
+    "engines_for_tests_enabled",
+]
+
+
+def engines_for_tests_enabled() -> bool:
+    return os.environ.get(TEST_ENGINES_ENV) == "1"
+
+
+def available_engines() -> tuple[str, ...]:
+    """The engines this environment may select: :data:`ENGINES`, plus :data:`TEST_ENGINES` when enabled."""
+    return ENGINES + TEST_ENGINES if engines_for_tests_enabled() else ENGINES
 
 
 def create_engine(name: str, model: str = "", language: str = "en-US") -> Engine:
@@ -16,4 +40,10 @@ def create_engine(name: str, model: str = "", language: str = "en-US") -> Engine
         from edge_node.engines.sphinx import SphinxEngine
 
         return SphinxEngine(model, language)
+    if name == "chaos":
+        if not engines_for_tests_enabled():
+            raise EngineUnavailable(f"engine chaos is for tests: set {TEST_ENGINES_ENV}=1")
+        from edge_node.engines.chaos import ChaosEngine
+
+        return ChaosEngine(model, language)
     raise EngineUnavailable(f"unknown engine {name!r}; choose one of: {', '.join(ENGINES)}")
