@@ -65,11 +65,15 @@ def _child(conn: Connection, spec: EngineSpec) -> None:
         except (EOFError, OSError):
             return  # the node is gone
         try:
-            conn.send((ResultStatus.OK.value, engine.transcribe(sr.AudioData(pcm, rate, width)), ""))
+            answer = (ResultStatus.OK.value, engine.transcribe(sr.AudioData(pcm, rate, width)), "")
         except NoSpeech:
-            conn.send((ResultStatus.NO_SPEECH.value, "", ""))
+            answer = (ResultStatus.NO_SPEECH.value, "", "")
         except Exception as exc:  # noqa: BLE001 - every engine failure becomes an error result
-            conn.send((ResultStatus.ERROR.value, "", f"{type(exc).__name__}: {exc}"[:1000]))
+            answer = (ResultStatus.ERROR.value, "", f"{type(exc).__name__}: {exc}"[:1000])
+        try:
+            conn.send(answer)
+        except OSError:  # BrokenPipeError included: the node died while we worked
+            return
 
 
 class EngineProcess:

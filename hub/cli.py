@@ -272,6 +272,7 @@ def _serve(args: argparse.Namespace, local: int) -> int:
         inbox = Inbox(hub, args.store, max_duration_s=args.max_duration)
         hub.add_node_listener(_NodeLog())
         hub.add_listener(_Progress())
+        inbox.export_missing()
         hub.start()
         inbox.start()
         print(f"hub {hub.hub_id} serving {args.store}/inbox -> {args.store}/done (broker {cluster.broker_url})",

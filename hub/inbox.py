@@ -6,9 +6,11 @@
 
 A file is taken in three steps: decoded, kept as a job in the store, then removed
 from the inbox. A crash between the last two leaves the file in the inbox; on the
-next scan its digest matches the stored job and it is only removed, never
-transcribed twice. Outputs are rewritten whenever the hub starts, for finished
-jobs whose outputs are missing.
+next scan its name and digest match the stored job and it is only removed, never
+transcribed twice. (The same bytes under another name are a new job.) Outputs
+are written for finished jobs whose outputs are missing when the hub starts
+(:meth:`Inbox.export_missing`, before the hub resumes its jobs), and by a job
+listener as jobs finish; one lock serialises the writers.
 
 The folder is scanned every ``interval_s`` (a timer, not a synchronisation: the
 standard library has no file-system events).
@@ -39,7 +41,7 @@ def _digest(path: Path) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
@@ -57,19 +59,25 @@ class Inbox:
         self._max_duration_s = max_duration_s
         self._interval_s = interval_s
         self._stop = threading.Event()
+        self._export_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="hub-inbox", daemon=True)
         hub.add_listener(self._on_job)
 
-    def start(self) -> None:
+    def export_missing(self) -> None:
+        """Write the outputs of finished jobs that have none (call before the hub resumes its jobs)."""
         for summary in self._hub.store.summaries():
             job = self._hub.store.load(str(summary["id"]))
-            if job is not None and job.is_finished and not self._output(job, ".json").exists():
-                self._export(job)
+            if job is not None and job.is_finished:
+                self._export(job, only_if_missing=True)
+
+    def start(self) -> None:
+        """Scan the inbox now and every ``interval_s`` (call after the hub started)."""
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
 
     def scan(self) -> int:
         """Take every complete file in the inbox; returns how many jobs were made."""
@@ -85,7 +93,7 @@ class Inbox:
 
     def _take(self, path: Path) -> int:
         digest = _digest(path)
-        if self._hub.store.find(digest) is not None:
+        if self._hub.store.find(digest, path.name) is not None:
             _LOGGER.info("inbox: %s is already a job; removing it", path.name)
             path.unlink()
             return 0
@@ -113,7 +121,10 @@ class Inbox:
     def _output(self, job: Job, suffix: str) -> Path:
         return self.done / f"{job.name}{suffix}"
 
-    def _export(self, job: Job) -> None:
-        _atomic_write(self._output(job, ".json"), render(job, "json") + "\n")
-        _atomic_write(self._output(job, ".txt"), render(job, "text") + "\n")
+    def _export(self, job: Job, only_if_missing: bool = False) -> None:
+        with self._export_lock:
+            if only_if_missing and self._output(job, ".json").exists():
+                return
+            _atomic_write(self._output(job, ".txt"), render(job, "text") + "\n")
+            _atomic_write(self._output(job, ".json"), render(job, "json") + "\n")  # last: marks it written
         _LOGGER.info("job %s (%s) %s: wrote %s", job.id, job.name, job.state.value, self._output(job, ".txt"))

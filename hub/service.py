@@ -113,7 +113,8 @@ class Hub:
         with self._lock:
             self._stopping = True
             self._wake.notify_all()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
         self._link.stop()
         if self.store is not None:
             self.store.close()

@@ -221,9 +221,11 @@ class JobStore:
             )
         return chunks
 
-    def find(self, digest: str) -> str | None:
-        """The id of a job made from the same source bytes, if any."""
-        row = self._db.execute("SELECT id FROM jobs WHERE digest = ? ORDER BY created DESC", (digest,)).fetchone()
+    def find(self, digest: str, name: str) -> str | None:
+        """The id of a job made from the same source bytes under the same name, if any."""
+        row = self._db.execute(
+            "SELECT id FROM jobs WHERE digest = ? AND name = ? ORDER BY created DESC", (digest, name)
+        ).fetchone()
         return row[0] if row else None
 
     def summaries(self) -> list[dict[str, object]]:

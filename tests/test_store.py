@@ -49,7 +49,8 @@ def test_a_job_round_trips_through_the_store(tmp_path):
     for mine, theirs in zip(job.chunks, loaded.chunks):
         for field in ("seq", "spec", "state", "node_id", "attempt", "failures", "rejections", "tried", "result", "reason"):
             assert getattr(mine, field) == getattr(theirs, field), field
-    assert again.find("abc") == "j1" and again.find("zzz") is None
+    assert again.find("abc", "three.wav") == "j1"
+    assert again.find("zzz", "three.wav") is None and again.find("abc", "other.wav") is None
 
 
 def test_a_finished_job_drops_its_audio_but_keeps_its_text(tmp_path):
@@ -164,3 +165,27 @@ def test_a_hub_killed_mid_job_resumes_and_keeps_results_published_while_it_was_a
     # chunks in flight at the kill were answered by their first node, not redone: the broker kept the results
     for seq, node_id in in_flight:
         assert by_seq[seq]["node_id"] == node_id and attempts[seq] == 1
+
+
+def test_the_inbox_keys_jobs_by_name_and_content(tmp_path, corpus):
+    """A file left in the inbox by a crash is not a second job; the same bytes under a new name are."""
+    from hub.inbox import Inbox
+    from hub.service import Hub, HubSettings
+    from protocol.broker import BrokerAddress
+
+    hub = Hub(HubSettings(broker=BrokerAddress.parse("mqtt://127.0.0.1:1"), store_dir=tmp_path))  # never started
+    try:
+        inbox = Inbox(hub, tmp_path, max_duration_s=60)
+        clip = corpus["ps_goforward"][0].read_bytes()
+        (inbox.inbox / "a.wav").write_bytes(clip)
+        (inbox.inbox / ".b.wav").write_bytes(clip)  # still being written: not taken
+        (inbox.inbox / "notes.wav").write_text("not audio")
+        assert inbox.scan() == 1
+        assert (inbox.failed / "notes.wav.txt").read_text().startswith("not an audio file")
+        (inbox.inbox / "a.wav").write_bytes(clip)  # as if the hub died before removing it
+        assert inbox.scan() == 0 and not (inbox.inbox / "a.wav").exists()
+        (inbox.inbox / ".b.wav").rename(inbox.inbox / "b.wav")
+        assert inbox.scan() == 1
+        assert sorted(s["name"] for s in hub.store.summaries()) == ["a.wav", "b.wav"]
+    finally:
+        hub.stop()
