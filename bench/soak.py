@@ -63,7 +63,7 @@ from typing import Any
 from bench.chain import ENV_PREFIX, ROOT, CorpusFile, hypothesis, machine_info, read_manifest
 from bench.wer import normalise, word_errors
 from hub.broker import LocalBroker
-from hub.procs import log_tail, spawn
+from hub.procs import log_tail, processes_with_env, spawn, wait_gone
 
 _LOGGER = logging.getLogger("bench.soak")
 
@@ -223,42 +223,8 @@ def plan_jobs(clips: list[CorpusFile], settings: Settings, rng: random.Random) -
 
 
 def tagged_pids(tag: str) -> dict[int, str]:
-    """Live processes (zombies excluded, this one too) whose environment carries the soak's tag, with their command."""
-    marker = f"{TAG_VAR}={tag}".encode()
-    found: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if marker not in f.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{entry}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        found[int(entry)] = cmd
-    return found
-
-
-def wait_gone(pids: set[int], timeout: float) -> set[int]:
-    """Wait (bounded, on pidfds) for processes to exit; returns those still there."""
-    deadline = time.monotonic() + timeout
-    left = set()
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-                left.add(pid)
-        finally:
-            os.close(fd)
-    return left
+    """Live processes whose environment carries the soak's tag, with their command."""
+    return processes_with_env(TAG_VAR, tag)
 
 
 def child_env(tag: str) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import select
 import threading
 import time
 import uuid
@@ -19,6 +18,7 @@ from hub.chunking import ChunkingSettings
 from hub.dispatcher import DispatchSettings
 from hub.jobs import Job
 from hub.local import LocalCluster, NodeOptions
+from hub.procs import processes_with_env
 from hub.service import Hub, HubSettings
 from protocol.broker import BrokerAddress
 from protocol.topics import Topics
@@ -99,40 +99,8 @@ def tagged_env(tag: str) -> dict[str, str]:
 
 
 def processes_tagged(tag: str) -> set[int]:
-    """Pids of live processes (zombies excluded) started under :func:`tagged_env` with ``tag``."""
-    marker = f"EDGESCRIBE_TEST_TAG={tag}".encode()
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if marker not in f.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{entry}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-        except OSError:
-            continue
-        pids.add(int(entry))
-    return pids
-
-
-def wait_gone(pids: set[int], timeout: float) -> set[int]:
-    """Wait (bounded, on pidfds) for processes that are not our children to exit; returns those left."""
-    deadline = time.monotonic() + timeout
-    left = set()
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-                left.add(pid)
-        finally:
-            os.close(fd)
-    return left
+    """Pids of live processes started under :func:`tagged_env` with ``tag``."""
+    return set(processes_with_env("EDGESCRIBE_TEST_TAG", tag))
 
 
 class RawClient:

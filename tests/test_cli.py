@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from bench.wer import wer
-from tests.chainkit import processes_tagged, tagged_env, unique_prefix, wait_gone
+from hub.procs import wait_gone
+from tests.chainkit import processes_tagged, tagged_env, unique_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
 
