@@ -231,7 +231,7 @@ def _up(args: argparse.Namespace, local: int) -> int:
         watcher.add_node_listener(_NodeLog())
         watcher.start()
         try:
-            threading.Event().wait()
+            cluster.supervise(threading.Event())  # restarts a local node or the broker that dies
         except Interrupted:
             print("hub: stopping", file=sys.stderr)
         finally:
@@ -278,7 +278,7 @@ def _serve(args: argparse.Namespace, local: int) -> int:
         print(f"hub {hub.hub_id} serving {args.store}/inbox -> {args.store}/done (broker {cluster.broker_url})",
               file=sys.stderr, flush=True)
         try:
-            threading.Event().wait()
+            cluster.supervise(threading.Event())  # restarts a local node or private broker that dies
         except Interrupted:
             print("hub: stopping", file=sys.stderr)
     finally:

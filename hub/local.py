@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import select
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +74,42 @@ class LocalCluster:
     def dead_nodes(self) -> dict[str, str]:
         """Nodes that exited, with the tail of their log."""
         return {nid: log_tail(self.workdir / f"{nid}.log") for nid, p in self.nodes.items() if p.poll() is not None}
+
+    def supervise(self, stop: threading.Event, restart_delay_s: float = 1.0) -> None:
+        """Restart the private broker (same port, same data) and local nodes whenever one exits.
+
+        Blocks until ``stop`` is set or a signal handler raises. Waits on pidfds, so an exit is
+        seen at once; ``stop`` is checked at least every 5 s.
+        """
+        while not stop.is_set():
+            watched = {f"node {nid}": (p.pid, lambda nid=nid: self.start_node(nid)) for nid, p in self.nodes.items()}
+            if self.broker is not None and self.broker.pid is not None:
+                watched["the broker"] = (self.broker.pid, self.broker.start)
+            elif self.broker is not None:
+                watched["the broker"] = (-1, self.broker.start)
+            fds: dict[int, str] = {}
+            dead: list[str] = []
+            try:
+                for what, (pid, _) in watched.items():
+                    try:
+                        fds[os.pidfd_open(pid)] = what
+                    except (ProcessLookupError, ValueError, OSError):
+                        dead.append(what)
+                if not dead:
+                    dead = [fds[fd] for fd in select.select(list(fds), [], [], 5.0)[0]]
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            for what in dead:
+                _LOGGER.warning("%s exited; restarting it in %.0f s", what, restart_delay_s)
+            if dead and not stop.wait(restart_delay_s):
+                for proc in self.nodes.values():
+                    proc.poll()  # reap the exited ones
+                for what in dead:
+                    try:
+                        watched[what][1]()
+                    except RuntimeError as exc:  # e.g. the broker's port was taken meanwhile
+                        _LOGGER.error("could not restart %s: %s", what, exc)
 
     def stop(self) -> None:
         for node_id, proc in self.nodes.items():

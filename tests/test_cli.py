@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -121,3 +122,61 @@ def test_a_killed_hub_takes_its_children_with_it(corpus):
         if proc.poll() is None:
             proc.kill()
     assert wait_gone(processes_tagged(tag), 30) == set()
+
+
+def test_hub_up_restarts_a_killed_node_and_a_killed_broker():
+    import queue
+    import threading
+
+    from hub.broker import free_port
+    from hub.procs import processes_with_env
+
+    tag = unique_prefix()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "up", "--local-nodes", "2", "--port", str(port), "--log-level", "WARNING"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=tagged_env(tag),
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+
+    def expect(*needles: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        wanted = set(needles)
+        while wanted:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            wanted = {n for n in wanted if n not in line}
+
+    def pid_of(needle: str) -> int:
+        (pid,) = [p for p, cmd in processes_with_env("EDGESCRIBE_TEST_TAG", tag).items() if needle in cmd and "spawn" not in cmd]
+        return pid
+
+    try:
+        expect("node local-node1: online", "node local-node2: online")
+        os.kill(pid_of("--node-id local-node1"), signal.SIGKILL)
+        expect("node local-node1: offline")
+        expect("node local-node1: online")  # restarted by hub up
+        os.kill(pid_of("mosquitto"), signal.SIGKILL)
+        expect("the broker exited")
+        # the nodes reconnect to the restarted broker by themselves and say online again
+        before = {p for p, cmd in processes_with_env("EDGESCRIBE_TEST_TAG", tag).items() if "mosquitto" in cmd}
+        assert wait_until_true(lambda: pid_of("mosquitto") not in before, 30)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert wait_gone(processes_tagged(tag), 30) == set()
+
+
+def wait_until_true(predicate, timeout: float) -> bool:
+    """Bounded wait for another process's state, which offers no event to wait on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except ValueError:  # not exactly one such process yet
+            pass
+        time.sleep(0.1)
+    return False
