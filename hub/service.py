@@ -135,6 +135,8 @@ class Hub:
         specs = plan_chunks(audio, self.settings.chunking)
         chunks = [ChunkWork(i, s) for i, s in enumerate(specs)]
         job = Job(id=uuid.uuid4().hex[:16], name=name, audio=audio, chunks=chunks, language=self.settings.language)
+        if self.store is not None:
+            self.store.save_audio(job)  # outside the lock: a long recording takes a while to write
         with self._lock:
             if self.store is not None:
                 self.store.add(job, digest)

@@ -119,13 +119,16 @@ class JobStore:
         return hub_id
 
     # -- writing ------------------------------------------------------------------------
-    def add(self, job: Job, digest: str = "") -> None:
-        """Keep a new job: its audio first (written whole, then renamed), then its rows."""
+    def save_audio(self, job: Job) -> None:
+        """Write a new job's audio (whole, then renamed). Touches no table: safe outside the hub's lock."""
         assert job.audio is not None
         path = self._audio_path(job.id)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(wav_bytes(job.audio))
         os.replace(tmp, path)
+
+    def add(self, job: Job, digest: str = "") -> None:
+        """Keep a new job's rows; :meth:`save_audio` must have written its audio first."""
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(

@@ -31,6 +31,7 @@ def make_job(job_id: str = "j1") -> Job:
 def test_a_job_round_trips_through_the_store(tmp_path):
     store = JobStore(tmp_path)
     job = make_job()
+    store.save_audio(job)
     store.add(job, digest="abc")
     c0, c1, _ = job.chunks
     c0.state, c0.node_id, c0.attempt, c0.tried = ChunkState.DONE, "n1", 2, {"n1", "n2"}
@@ -56,6 +57,7 @@ def test_a_job_round_trips_through_the_store(tmp_path):
 def test_a_finished_job_drops_its_audio_but_keeps_its_text(tmp_path):
     store = JobStore(tmp_path)
     job = make_job()
+    store.save_audio(job)
     store.add(job)
     assert (tmp_path / "audio" / "j1.wav").exists()
     for c in job.chunks:
@@ -81,6 +83,7 @@ def test_one_hub_per_store(tmp_path):
 def test_a_damaged_result_is_done_again_and_lost_audio_fails_the_job(tmp_path):
     store = JobStore(tmp_path)
     job = make_job()
+    store.save_audio(job)
     store.add(job)
     job.chunks[0].state = ChunkState.DONE
     job.chunks[0].result = Result("j1", 0, 1, "n", ResultStatus.OK, text="x")
