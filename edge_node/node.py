@@ -22,7 +22,7 @@ from edge_node import __version__
 from edge_node.runner import EngineProcess, EngineSpec, Outcome
 from edge_node.settings import NodeSettings
 from protocol.errors import ProtocolError
-from protocol.messages import Chunk, NodeState, NodeStatus, Result, ResultStatus, same_language
+from protocol.messages import Chunk, NodeState, NodeStatus, Result, ResultStatus, Span, same_language
 from protocol.mqtt import MqttLink, Will
 
 _LOGGER = logging.getLogger(__name__)
@@ -197,10 +197,13 @@ class EdgeNode:
             _LOGGER.info(
                 "chunk %s/%d (%.1f s audio) -> %s in %.2f s", chunk.job_id, chunk.seq, chunk.duration_s, status.value, spent
             )
-            self._reply(chunk, status, text=text, reason=reason, seconds=spent)
+            self._reply(chunk, status, text=text, reason=reason, seconds=spent, spans=outcome.spans)
             self._publish_status()
 
-    def _reply(self, chunk: Chunk, status: ResultStatus, text: str = "", reason: str = "", seconds: float = 0.0) -> None:
+    def _reply(
+        self, chunk: Chunk, status: ResultStatus, text: str = "", reason: str = "", seconds: float = 0.0,
+        spans: tuple[Span, ...] = (),
+    ) -> None:
         result = Result(
             job_id=chunk.job_id,
             seq=chunk.seq,
@@ -212,5 +215,6 @@ class EdgeNode:
             engine=self.engine.name,
             model=self.engine.model,
             seconds=round(seconds, 3),
+            spans=spans,
         )
         self._link.publish(self._topics.hub_results(chunk.hub_id), result.encode())

@@ -18,7 +18,7 @@ import multiprocessing as mp
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from protocol.messages import ResultStatus
+from protocol.messages import ResultStatus, Span
 
 _LOGGER = logging.getLogger(__name__)
 _CTX = mp.get_context("spawn")  # no fork of a process that runs paho threads
@@ -36,6 +36,7 @@ class Outcome:
     status: ResultStatus
     text: str = ""
     reason: str = ""
+    spans: tuple[Span, ...] = ()
 
 
 class EngineStartError(RuntimeError):
@@ -65,11 +66,12 @@ def _child(conn: Connection, spec: EngineSpec) -> None:
         except (EOFError, OSError):
             return  # the node is gone
         try:
-            answer = (ResultStatus.OK.value, engine.transcribe(sr.AudioData(pcm, rate, width)), "")
+            text, spans = engine.transcribe_timed(sr.AudioData(pcm, rate, width))
+            answer = (ResultStatus.OK.value, text, "", spans)
         except NoSpeech:
-            answer = (ResultStatus.NO_SPEECH.value, "", "")
+            answer = (ResultStatus.NO_SPEECH.value, "", "", ())
         except Exception as exc:  # noqa: BLE001 - every engine failure becomes an error result
-            answer = (ResultStatus.ERROR.value, "", f"{type(exc).__name__}: {exc}"[:1000])
+            answer = (ResultStatus.ERROR.value, "", f"{type(exc).__name__}: {exc}"[:1000], ())
         try:
             conn.send(answer)
         except OSError:  # BrokenPipeError included: the node died while we worked
@@ -121,14 +123,14 @@ class EngineProcess:
                 _LOGGER.error("engine %s hung for %.0f s; killing it", self.name, timeout)
                 self.close()
                 return Outcome(ResultStatus.ERROR, reason=f"engine gave no answer within {timeout:.0f} s")
-            status, text, reason = self._conn.recv()
+            status, text, reason, spans = self._conn.recv()
         except (EOFError, OSError, BrokenPipeError):
             self._proc.join(1)
             code = self._proc.exitcode
             _LOGGER.error("engine %s process died (exit code %s)", self.name, code)
             self.close()
             return Outcome(ResultStatus.ERROR, reason=f"engine process died (exit code {code})")
-        return Outcome(ResultStatus(status), text, reason)
+        return Outcome(ResultStatus(status), text, reason, spans)
 
     def close(self, grace: float = 0.0) -> None:
         """Close the pipe (the child then exits); kill it if it is still there after ``grace`` s."""

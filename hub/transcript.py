@@ -1,6 +1,9 @@
 """Putting chunk results back together, in sequence order, and writing them out.
 
-Formats: plain text, JSON (segments with times, node, engine), SRT and WebVTT.
+Formats: plain text, JSON (segments with times, node, engine, and word times
+where the engine gives them), SRT and WebVTT. A chunk whose engine timed its
+text becomes one segment per timed span, moved from chunk time to recording
+time; otherwise the chunk is one segment.
 A chunk that failed leaves a visible gap, ``[gap 01:20-01:40: reason]``, with
 its time range in the original recording; nothing is silently dropped.
 """
@@ -11,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from hub.jobs import ChunkState, Job
+from protocol.messages import Word
 
 FORMATS = ("text", "json", "srt", "vtt")
 
@@ -27,6 +31,7 @@ class Segment:
     model: str = ""
     reason: str = ""
     seconds: float = 0.0  #: processing time on the node
+    words: tuple[Word, ...] = ()  #: word times in the recording, where the engine gives them
 
 
 def segments(job: Job) -> list[Segment]:
@@ -35,7 +40,20 @@ def segments(job: Job) -> list[Segment]:
         base = {"seq": chunk.seq, "start_s": round(chunk.offset_s, 3), "end_s": round(chunk.offset_s + chunk.duration_s, 3)}
         if chunk.state is ChunkState.DONE and chunk.result is not None:
             r = chunk.result
-            out.append(Segment(**base, status=r.status.value, text=r.text, node_id=r.node_id, engine=r.engine, model=r.model, seconds=r.seconds))
+            about = {"status": r.status.value, "node_id": r.node_id, "engine": r.engine, "model": r.model, "seconds": r.seconds}
+            if not r.spans:
+                out.append(Segment(**base, text=r.text, **about))
+                continue
+            start, end = chunk.offset_s, chunk.offset_s + chunk.duration_s
+
+            def place(t: float, start: float = start, end: float = end) -> float:
+                return round(min(end, start + t), 3)
+
+            for span in r.spans:
+                words = tuple(Word(place(w.start_s), place(w.end_s), w.text) for w in span.words)
+                out.append(
+                    Segment(chunk.seq, place(span.start_s), place(span.end_s), text=span.text, words=words, **about)
+                )
         elif chunk.state is ChunkState.FAILED:
             out.append(Segment(**base, status="failed", reason=chunk.reason))
         else:

@@ -29,13 +29,69 @@ _YEAR_3000 = 32_503_680_000.0
 
 
 def _header(message: Any, skip: str = "") -> dict[str, Any]:
-    """Every field of a message dataclass (enums as their values), plus its ``type``."""
+    """Every field of a message dataclass (enums as their values, nested dataclasses as objects), plus ``type``."""
     header: dict[str, Any] = {"type": message.TYPE}
     for f in dataclasses.fields(message):
         if f.name != skip:
             value = getattr(message, f.name)
-            header[f.name] = value.value if isinstance(value, enum.Enum) else value
+            if isinstance(value, enum.Enum):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = [dataclasses.asdict(v) for v in value]
+            header[f.name] = value
     return header
+
+
+MAX_SPANS = 1000
+MAX_WORDS = 20_000
+_MAX_CHUNK_S = 1e5
+
+
+@dataclass(frozen=True)
+class Word:
+    """A word and when it was said, in seconds from the start of its chunk."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of text the engine timed (a Whisper segment, a PocketSphinx utterance), chunk-relative."""
+
+    start_s: float
+    end_s: float
+    text: str
+    words: tuple[Word, ...] = ()  #: empty when the engine gives no word times
+
+
+def _spans(value: Any) -> tuple[Span, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_SPANS:
+        raise ProtocolError(f"field 'spans' must be a list of at most {MAX_SPANS} objects")
+    spans, words = [], 0
+    for item in value:
+        if not isinstance(item, dict):
+            raise ProtocolError("a span must be an object")
+        f = Fields(item)
+        raw_words = item.get("words", [])
+        if not isinstance(raw_words, list):
+            raise ProtocolError("a span's words must be a list")
+        words += len(raw_words)
+        if words > MAX_WORDS:
+            raise ProtocolError(f"more than {MAX_WORDS} timed words")
+        timed = []
+        for w in raw_words:
+            if not isinstance(w, dict):
+                raise ProtocolError("a word must be an object")
+            g = Fields(w)
+            timed.append(Word(g.number("start_s", 0.0, _MAX_CHUNK_S), g.number("end_s", 0.0, _MAX_CHUNK_S), g.text("text", 200)))
+        spans.append(
+            Span(f.number("start_s", 0.0, _MAX_CHUNK_S), f.number("end_s", 0.0, _MAX_CHUNK_S), f.text("text", MAX_TEXT_CHARS, ""), tuple(timed))
+        )
+    return tuple(spans)
 
 
 class ResultStatus(str, enum.Enum):
@@ -133,6 +189,7 @@ class Result:
     engine: str = ""
     model: str = ""
     seconds: float = 0.0  #: processing time spent on the node
+    spans: tuple[Span, ...] = ()  #: the text with times (chunk-relative), where the engine gives them
 
     def encode(self) -> bytes:
         return pack(_header(self))
@@ -152,6 +209,7 @@ class Result:
             engine=f.text("engine", 64, ""),
             model=f.text("model", 256, ""),
             seconds=f.number("seconds", 0.0, 1e6, 0.0),
+            spans=_spans(header.get("spans")),
         )
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from protocol import PROTOCOL_VERSION
 from protocol.broker import BrokerAddress
 from protocol.errors import ProtocolError
-from protocol.messages import MAX_CHUNK_BYTES, Chunk, NodeState, NodeStatus, Result, ResultStatus
+from protocol.messages import MAX_CHUNK_BYTES, Chunk, NodeState, NodeStatus, Result, ResultStatus, Span, Word
 from protocol.topics import Topics
 
 
@@ -35,6 +35,7 @@ CHUNK = Chunk(
 RESULT = Result(
     job_id="job1", seq=3, attempt=2, node_id="pi-4", status=ResultStatus.ERROR, text="héllo\nworld",
     reason="engine crashed", engine="sphinx", model="m", seconds=1.25,
+    spans=(Span(0.5, 2.25, "héllo world", (Word(0.5, 1.0, "héllo"), Word(1.1, 2.25, "world"))), Span(3.0, 4.0, "untimed")),
 )
 STATUS = NodeStatus(
     node_id="pi-4", state=NodeState.ONLINE, engine="sphinx", model="m", language="en-US",
@@ -100,6 +101,12 @@ _DELETE = object()
         (RESULT, {"text": "x" * 100_001}, "longer"),
         (RESULT, {"seconds": 1e300}, "seconds"),
         (RESULT, {"node_id": _DELETE}, "node id"),
+        (RESULT, {"spans": {"start_s": 1}}, "spans"),
+        (RESULT, {"spans": [[1, 2, "x"]]}, "span must be an object"),
+        (RESULT, {"spans": [{"start_s": -1, "end_s": 1, "text": "x"}]}, "start_s"),
+        (RESULT, {"spans": [{"start_s": 0, "end_s": 1, "text": "x", "words": "x"}]}, "words must be a list"),
+        (RESULT, {"spans": [{"start_s": 0, "end_s": 1, "text": "x", "words": [{"start_s": 0, "end_s": "1", "text": "x"}]}]}, "end_s"),
+        (RESULT, {"spans": [{"start_s": 0, "end_s": 1}] * 1001}, "at most 1000"),
         (STATUS, {"capacity": 0}, "capacity"),
         (STATUS, {"state": "sleeping"}, "state"),
         (STATUS, {"rtf": "fast"}, "rtf"),

@@ -63,3 +63,17 @@ def test_whisper_nodes_transcribe_a_job_accurately(broker, corpus):
     assert job.state is JobState.DONE
     assert {c.result.engine for c in job.chunks} == {"whisper"}
     assert wer(reference, to_text(job)) < 0.12, to_text(job)
+
+
+def test_whisper_times_its_segments_and_words(corpus):
+    import speech_recognition as sr
+
+    from edge_node.engines import create_engine
+
+    audio, _ = speech(corpus, ["jfk"])
+    text, spans = create_engine("whisper", model_dir()).transcribe_timed(sr.AudioData(audio.raw_data, 16000, 2))
+    words = [w for s in spans for w in s.words]
+    assert len(words) >= 20 and " ".join(s.text for s in spans) == text
+    times = [t for w in words for t in (w.start_s, w.end_s)]
+    assert times == sorted(times) and 0 <= times[0] and times[-1] <= len(audio) / 1000 + 0.5
+    assert next(w for w in words if "country" in w.text.lower()).start_s > 2  # not all at zero

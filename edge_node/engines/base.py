@@ -6,6 +6,11 @@ from typing import Protocol
 
 import speech_recognition as sr
 
+from protocol.messages import Span
+
+#: What an engine hears: the text, and the same text with times where the engine gives them.
+Timed = tuple[str, tuple[Span, ...]]
+
 
 class EngineUnavailable(RuntimeError):
     """An engine that is missing or misconfigured; the message is a one-line reason."""
@@ -18,13 +23,16 @@ class NoSpeech(Exception):
 class Engine(Protocol):
     """A speech-to-text backend, loaded once per node and reused for every chunk.
 
-    ``transcribe`` returns the text, raises :class:`NoSpeech` when nothing was
-    heard, and raises any other exception when the engine itself failed.
-    It may be called from several worker threads at once.
+    ``transcribe_timed`` returns the text and its timed spans (seconds from the
+    start of ``audio``), raises :class:`NoSpeech` when nothing was heard, and
+    raises any other exception when the engine itself failed. ``transcribe``
+    is the same without the times.
     """
 
     name: str
     model: str
     language: str
+
+    def transcribe_timed(self, audio: sr.AudioData) -> Timed: ...
 
     def transcribe(self, audio: sr.AudioData) -> str: ...

@@ -28,7 +28,7 @@ import threading
 
 import speech_recognition as sr
 
-from edge_node.engines.base import EngineUnavailable
+from edge_node.engines.base import EngineUnavailable, Timed
 from edge_node.engines.sphinx import SphinxEngine
 
 _LOGGER = logging.getLogger(__name__)
@@ -95,10 +95,13 @@ class ChaosEngine:
         self.language = language
 
     def transcribe(self, audio: sr.AudioData) -> str:
+        return self.transcribe_timed(audio)[0]
+
+    def transcribe_timed(self, audio: sr.AudioData) -> Timed:
         if has_marker(audio.get_raw_data(convert_width=2), audio.sample_rate):
             _LOGGER.warning("chaos engine: marker tone found; fault %s", self.model)
             self._fault()
-        return self._sphinx.transcribe(audio)
+        return self._sphinx.transcribe_timed(audio)
 
     def _fault(self) -> None:
         if self.model == "crash":

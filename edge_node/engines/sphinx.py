@@ -8,11 +8,17 @@ which also makes it safe to call from several threads.
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import speech_recognition as sr
 
-from edge_node.engines.base import EngineUnavailable, NoSpeech
+from edge_node.engines.base import EngineUnavailable, NoSpeech, Timed
+from protocol.messages import Span, Word
+
+_FRAMES_PER_S = 100  # PocketSphinx's default frame rate
+_FILLER = re.compile(r"^(<s>|</s>|<sil>|\[.*\]|\+\+.*\+\+)$")  # silence and noise, not words
+_ALT = re.compile(r"\(\d+\)$")  # "the(2)": an alternate pronunciation of "the"
 
 
 class SphinxEngine:
@@ -42,11 +48,19 @@ class SphinxEngine:
         self._recognizer = sr.Recognizer()
 
     def transcribe(self, audio: sr.AudioData) -> str:
-        try:
-            text = self._recognizer.recognize_sphinx(audio, language=self._language)
-        except sr.UnknownValueError:
-            raise NoSpeech() from None
-        text = text.strip()
+        return self.transcribe_timed(audio)[0]
+
+    def transcribe_timed(self, audio: sr.AudioData) -> Timed:
+        decoder = self._recognizer.recognize_sphinx(audio, language=self._language, show_all=True)
+        hypothesis = decoder.hyp()
+        text = hypothesis.hypstr.strip() if hypothesis is not None else ""
         if not text:
             raise NoSpeech()
-        return text
+        words = tuple(
+            Word(round(s.start_frame / _FRAMES_PER_S, 2), round((s.end_frame + 1) / _FRAMES_PER_S, 2), _ALT.sub("", s.word))
+            for s in decoder.seg()
+            if not _FILLER.match(s.word)
+        )
+        if not words:
+            return text, ()
+        return text, (Span(words[0].start_s, words[-1].end_s, text, words),)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import speech_recognition as sr
 
-from edge_node.engines.base import EngineUnavailable, NoSpeech
+from edge_node.engines.base import EngineUnavailable, NoSpeech, Timed
+from protocol.messages import Span, Word
 
 DEFAULT_MODEL = "tiny.en"
 
@@ -49,13 +50,25 @@ class WhisperEngine:
             raise EngineUnavailable(f"engine whisper could not load model {self.model}: {first[:300]}") from None
 
     def transcribe(self, audio: sr.AudioData) -> str:
+        return self.transcribe_timed(audio)[0]
+
+    def transcribe_timed(self, audio: sr.AudioData) -> Timed:
         import numpy as np
 
         pcm = np.frombuffer(audio.get_raw_data(convert_rate=16000, convert_width=2), dtype=np.int16)
         segments, _ = self._model.transcribe(
             pcm.astype(np.float32) / 32768.0, language=self._lang, beam_size=5, condition_on_previous_text=False,
+            word_timestamps=True,
         )
-        text = " ".join(s.text.strip() for s in segments).strip()
+        spans = tuple(
+            Span(
+                round(s.start, 2), round(s.end, 2), s.text.strip(),
+                tuple(Word(round(w.start, 2), round(w.end, 2), w.word.strip()) for w in (s.words or ())),
+            )
+            for s in segments
+            if s.text.strip()
+        )
+        text = " ".join(s.text for s in spans)
         if not text:
             raise NoSpeech()
-        return text
+        return text, spans

@@ -1,0 +1,49 @@
+"""Transcript assembly and formats: order, recording time, word times, gaps."""
+
+from __future__ import annotations
+
+import json
+
+from hub.chunking import ChunkSpec
+from hub.jobs import ChunkState, ChunkWork, Job, JobState
+from hub.transcript import render, segments
+from protocol.messages import Result, ResultStatus, Span, Word
+
+
+def job() -> Job:
+    chunks = [ChunkWork(i, ChunkSpec(i * 20_000, (i + 1) * 20_000)) for i in range(3)]
+    c0, c1, c2 = chunks
+    c0.state, c0.result = ChunkState.DONE, Result("j", 0, 1, "pi-1", ResultStatus.OK, text="hello there", engine="sphinx")
+    c1.state, c1.reason = ChunkState.FAILED, "pi-2: engine process died (exit code -6)"
+    c2.state = ChunkState.DONE
+    c2.result = Result(
+        "j", 2, 1, "pi-3", ResultStatus.OK, text="one two. three", engine="whisper",
+        spans=(
+            Span(1.0, 2.5, "one two.", (Word(1.0, 1.5, "one"), Word(1.6, 2.5, "two."))),
+            Span(3.0, 25.0, "three", (Word(3.0, 25.0, "three"),)),  # past the chunk's end: clamped
+        ),
+    )
+    return Job(id="j", name="talk.wav", audio=None, chunks=chunks, state=JobState.PARTIAL)
+
+
+def test_segments_are_in_recording_time_with_a_marked_gap():
+    segs = segments(job())
+    assert [(s.seq, s.start_s, s.end_s, s.status) for s in segs] == [
+        (0, 0.0, 20.0, "ok"), (1, 20.0, 40.0, "failed"), (2, 41.0, 42.5, "ok"), (2, 43.0, 60.0, "ok"),
+    ]
+    assert [(w.start_s, w.end_s, w.text) for w in segs[2].words] == [(41.0, 41.5, "one"), (41.6, 42.5, "two.")]
+    assert segs[3].words[0].end_s == 60.0
+
+
+def test_formats():
+    j = job()
+    assert render(j, "text") == "hello there [gap 00:20-00:40: pi-2: engine process died (exit code -6)] one two. three"
+    doc = json.loads(render(j, "json"))
+    assert doc["state"] == "partial" and doc["duration_s"] == 60.0
+    assert doc["segments"][2]["words"][1] == {"start_s": 41.6, "end_s": 42.5, "text": "two."}
+    srt = render(j, "srt").split("\n\n")
+    assert srt[0] == "1\n00:00:00,000 --> 00:00:20,000\nhello there"
+    assert srt[2] == "3\n00:00:41,000 --> 00:00:42,500\none two."
+    vtt = render(j, "vtt")
+    assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:20.000\nhello there\n")
+    assert "00:00:43.000 --> 00:01:00.000\nthree" in vtt
