@@ -92,6 +92,9 @@ def _chunk_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-node-timeout", type=float, default=float(env_default("--no-node-timeout", "60")), help="fail a job that waits this long with no usable node, seconds")
     p.add_argument("--lease", type=float, default=15.0, help="fixed part of a chunk's lease, seconds")
     p.add_argument("--max-attempts", type=int, default=3)
+    p.add_argument("--prefer-engine", default=env_default("--prefer-engine", ""),
+                   help="give chunks to free nodes with this engine first (e.g. whisper); others still help")
+    p.add_argument("--prefer-model", default=env_default("--prefer-model", ""), help="and among them, this model")
 
 
 def _hub_settings(args: argparse.Namespace, store_dir: Path | None = None) -> HubSettings:
@@ -100,7 +103,8 @@ def _hub_settings(args: argparse.Namespace, store_dir: Path | None = None) -> Hu
         broker=BrokerAddress.parse(args.broker or "mqtt://127.0.0.1"),
         chunking=ChunkingSettings(target_s=args.target_chunk, max_s=args.max_chunk),
         dispatch=DispatchSettings(
-            lease_base_s=args.lease, max_attempts=args.max_attempts, no_node_timeout_s=args.no_node_timeout
+            lease_base_s=args.lease, max_attempts=args.max_attempts, no_node_timeout_s=args.no_node_timeout,
+            prefer_engine=args.prefer_engine, prefer_model=args.prefer_model,
         ),
         topics=Topics(args.prefix),
         store_dir=store_dir,

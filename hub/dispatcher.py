@@ -12,8 +12,9 @@ Rules:
   ``rejected`` result, and the chunk is queued again at once.
 - Only nodes whose language matches the job's (same primary subtag: ``en``
   serves ``en-US``) are used. Free nodes are taken fastest first (lowest
-  measured real-time factor), and a retry avoids the nodes that already failed
-  that chunk.
+  measured real-time factor), after any ``prefer_engine``/``prefer_model``
+  nodes that are free (the others still take work when those are busy), and
+  a retry avoids the nodes that already failed that chunk.
 - Each assignment has a lease: ``lease_base_s + lease_factor * duration * rtf``.
   When it runs out, or the node goes offline, the chunk is queued again. A node
   whose lease ran out gets no more chunks until it publishes a status again
@@ -51,6 +52,8 @@ class DispatchSettings:
     busy_backoff_s: float = 1.0  #: after a ``rejected``, leave that node alone for this long
     max_backoff_s: float = 10.0  #: the longest rest after rejections in a row
     max_rejections: int = 10  #: rejections of one chunk that count as one failed attempt
+    prefer_engine: str = ""  #: free nodes with this engine are taken before any other (others still help)
+    prefer_model: str = ""  #: and, among those, nodes with this model
 
     def __post_init__(self) -> None:
         if self.lease_base_s <= 0 or self.lease_factor <= 0 or self.default_rtf <= 0:
@@ -279,11 +282,13 @@ class Dispatcher:
             if not pool:
                 return None
 
-        def speed(nid: str) -> tuple[float, int, str]:
-            view = self.nodes[nid]
-            return (view.status.rtf or self.settings.default_rtf, view.mine, nid)
+        def rank(nid: str) -> tuple[bool, bool, float, int, str]:
+            status = self.nodes[nid].status
+            other_engine = bool(self.settings.prefer_engine) and status.engine != self.settings.prefer_engine
+            other_model = bool(self.settings.prefer_model) and status.model != self.settings.prefer_model
+            return (other_engine, other_model, status.rtf or self.settings.default_rtf, self.nodes[nid].mine, nid)
 
-        return min(pool, key=speed)
+        return min(pool, key=rank)
 
     def _usable_node(self, language: str) -> bool:
         """Is any node online, not suspect and of this language (busy or not)?"""

@@ -285,3 +285,12 @@ def test_a_job_times_out_when_only_unusable_nodes_are_online():
     d.add_job(j)
     assert d.assign(0) == [] and d.expire(0) == []
     assert d.expire(30) == [j] and j.state is JobState.FAILED
+
+
+def test_preferred_engine_and_model_go_first_and_the_others_still_help():
+    d = Dispatcher(DispatchSettings(prefer_engine="whisper", prefer_model="base"))
+    d.node_status(NodeStatus(node_id="sphinx-fast", state=NodeState.ONLINE, engine="sphinx", rtf=0.1), 0)
+    d.node_status(NodeStatus(node_id="whisper-tiny", state=NodeState.ONLINE, engine="whisper", model="tiny.en", rtf=0.1), 0)
+    d.node_status(NodeStatus(node_id="whisper-base", state=NodeState.ONLINE, engine="whisper", model="base", rtf=0.5), 0)
+    d.add_job(job(4))
+    assert [a.node_id for a in d.assign(0)] == ["whisper-base", "whisper-tiny", "sphinx-fast"]
