@@ -60,7 +60,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.chain import ENV_PREFIX, ROOT, CorpusFile, hypothesis, machine_info, read_manifest
+from bench.accuracy import ENV_PREFIX, ROOT, CorpusFile, hypothesis, machine_info, read_manifest
 from bench.wer import normalise, word_errors
 from hub.broker import LocalBroker
 from hub.procs import log_tail, processes_with_env, spawn, wait_gone

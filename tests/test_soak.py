@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.chain import CorpusFile, read_manifest
+from bench.accuracy import CorpusFile, read_manifest
 from bench.soak import PlannedJob, Settings, plan_jobs
 
 ROOT = Path(__file__).resolve().parent.parent

