@@ -1,7 +1,7 @@
 """Word error rate with one normaliser applied to reference and hypothesis alike.
 
 Lower-case; ``mr``/``mrs``/``dr`` spelled out; digits spelled as words (four-digit
-numbers from 1100 to 1999 read as years, "fourteen fifty five"); hyphens and
+numbers from 1100 to 1999 read as years, "fourteen fifty five"; "15th" as "fifteenth"); hyphens and
 punctuation removed. Compound words ("woodcutters" / "wood cutters") still count
 as errors.
 """
@@ -37,9 +37,26 @@ def number_words(n: int) -> str:
     raise AssertionError(n)
 
 
+_ORDINAL_LAST = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
+
+
+def ordinal_words(n: int) -> str:
+    """Spell a non-negative integer as an English ordinal: 15 -> "fifteenth", 21 -> "twenty first"."""
+    words = number_words(n).split()
+    last = words[-1]
+    if last in _ORDINAL_LAST:
+        words[-1] = _ORDINAL_LAST[last]
+    elif last.endswith("y"):
+        words[-1] = last[:-1] + "ieth"
+    else:
+        words[-1] = last + "th"
+    return " ".join(words)
+
+
 def normalise(text: str) -> str:
     text = text.lower().replace("-", " ")
     text = re.sub(r"(\d),(\d)", r"\1\2", text)
+    text = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", lambda m: " " + ordinal_words(int(m.group(1))) + " ", text)
     text = re.sub(r"\d+", lambda m: " " + number_words(int(m.group())) + " ", text)
     text = re.sub(r"[^a-z' ]+", " ", text).replace("'", "")
     words = [_ABBREV.get(w, w) for w in text.split()]

@@ -1,0 +1,32 @@
+"""bench.wer: the normaliser treats reference and hypothesis alike, so only real word differences count."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.wer import normalise, ordinal_words, wer, word_errors
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("In the 15th century", "in the fifteenth century"),
+        ("1st 2nd 3rd 21st 40th 12th", "first second third twenty first fortieth twelfth"),
+        ("in 1455, Mr. Smith", "in fourteen fifty five mister smith"),
+        ("1,000 well-known", "one thousand well known"),
+        ("It's done.", "its done"),
+    ],
+)
+def test_normalise(text: str, expected: str) -> None:
+    assert normalise(text) == expected
+
+
+def test_ordinals() -> None:
+    assert [ordinal_words(n) for n in (1, 5, 9, 20, 101)] == ["first", "fifth", "ninth", "twentieth", "one hundred first"]
+
+
+def test_wer_counts_real_differences_only() -> None:
+    assert wer("The 15th century.", "the fifteenth Century") == 0.0
+    assert wer("a b c d", "a x c") == pytest.approx(0.5)
+    assert word_errors("a b c d", "a x c e d") == {"substitutions": 1, "deletions": 0, "insertions": 1, "words": 4}
+    assert wer("", "") == 0.0 and wer("", "noise") == 1.0
