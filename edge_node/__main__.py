@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from edge_node.engines import DEFAULT_ENGINE, EngineUnavailable, NoSpeech, available_engines, create_engine
+from edge_node.engines import DEFAULT_ENGINE, EngineError, EngineUnavailable, NoSpeech, available_engines, create_engine
 from edge_node.settings import NodeSettings, default_node_id
 from protocol.broker import BrokerAddress
 from protocol.cli import add_common_args, env_default, setup_logging
@@ -24,8 +24,15 @@ _LOGGER = logging.getLogger("edge_node")
 
 def _engine_args(parser: argparse.ArgumentParser) -> None:
     # the test engines (chaos) are choices only with EDGESCRIBE_TEST_ENGINES=1, so --help stays clean
-    parser.add_argument("--engine", default=env_default("--engine", DEFAULT_ENGINE), choices=available_engines())
-    parser.add_argument("--model", default=env_default("--model", ""), help="model name or local model directory")
+    parser.add_argument(
+        "--engine", default=env_default("--engine", DEFAULT_ENGINE), choices=available_engines(),
+        help="sphinx (offline, the default), whisper (faster-whisper), vosk (offline, a local model directory) "
+        "or google (online: the audio is sent to Google)",
+    )
+    parser.add_argument(
+        "--model", default=env_default("--model", ""),
+        help="model name or local model directory (vosk: a directory only; google: an optional API key)",
+    )
     parser.add_argument("--language", default=env_default("--language", "en-US"))
 
 
@@ -102,6 +109,9 @@ def transcribe(argv: list[str]) -> int:
         text = engine.transcribe(audio)
     except NoSpeech:
         text = ""
+    except EngineError as exc:
+        print(f"edge_node: {exc}", file=sys.stderr)
+        return 1
     print(text)
     return 0
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from edge_node.engines.base import Engine, EngineUnavailable, NoSpeech
+from edge_node.engines.base import Engine, EngineError, EngineUnavailable, NoSpeech
 
-ENGINES = ("sphinx", "whisper")
+ENGINES = ("sphinx", "whisper", "vosk", "google")
 TEST_ENGINES = ("chaos",)  #: fault injection; only with EDGESCRIBE_TEST_ENGINES=1 in the environment
 TEST_ENGINES_ENV = "EDGESCRIBE_TEST_ENGINES"
 DEFAULT_ENGINE = "sphinx"
@@ -17,6 +17,7 @@ __all__ = [
     "TEST_ENGINES_ENV",
     "DEFAULT_ENGINE",
     "Engine",
+    "EngineError",
     "EngineUnavailable",
     "NoSpeech",
     "available_engines",
@@ -44,6 +45,14 @@ def create_engine(name: str, model: str = "", language: str = "en-US") -> Engine
         from edge_node.engines.whisper import WhisperEngine
 
         return WhisperEngine(model, language)
+    if name == "vosk":
+        from edge_node.engines.vosk import VoskEngine
+
+        return VoskEngine(model, language)
+    if name == "google":
+        from edge_node.engines.google import GoogleEngine
+
+        return GoogleEngine(model, language)
     if name == "chaos":
         if not engines_for_tests_enabled():
             raise EngineUnavailable(f"engine chaos is for tests: set {TEST_ENGINES_ENV}=1")

@@ -16,8 +16,17 @@ class EngineUnavailable(RuntimeError):
     """An engine that is missing or misconfigured; the message is a one-line reason."""
 
 
+class EngineError(RuntimeError):
+    """An engine that failed on this audio for a reason it can name (a web service that is down); one line."""
+
+
 class NoSpeech(Exception):
     """The engine heard nothing it could transcribe (not a failure)."""
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (whitespace collapsed, cut at ``limit``), or its type's name."""
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__
 
 
 class Engine(Protocol):
