@@ -96,6 +96,7 @@ def test_chaos_engine_is_only_for_tests(monkeypatch):
 
 def test_only_a_test_environment_offers_engine_chaos(monkeypatch, capsys):
     from edge_node.__main__ import main
+    from edge_node.engines import ENGINES
 
     monkeypatch.delenv("EDGESCRIBE_TEST_ENGINES", raising=False)
     with pytest.raises(SystemExit) as exc:
@@ -104,11 +105,11 @@ def test_only_a_test_environment_offers_engine_chaos(monkeypatch, capsys):
     monkeypatch.setenv("EDGESCRIBE_ENGINE", "chaos")  # a default from the environment skips argparse's check
     with pytest.raises(SystemExit) as exc:
         main(["--broker", "mqtt://127.0.0.1:1"])
-    assert exc.value.code == 2 and "unknown engine 'chaos'; choose one of: sphinx, whisper\n" in capsys.readouterr().err
+    assert exc.value.code == 2 and f"unknown engine 'chaos'; choose one of: {', '.join(ENGINES)}\n" in capsys.readouterr().err
     monkeypatch.setenv("EDGESCRIBE_TEST_ENGINES", "1")
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
-    assert exc.value.code == 0 and "{sphinx,whisper,chaos}" in capsys.readouterr().out
+    assert exc.value.code == 0 and "{" + ",".join((*ENGINES, "chaos")) + "}" in capsys.readouterr().out
 
 
 def test_chaos_engine_faults_only_on_marked_audio(monkeypatch, corpus):
