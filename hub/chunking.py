@@ -5,7 +5,8 @@ and returns millisecond spans; it never slices or copies the audio.
 
 The spans always tile the recording: the first starts at 0 ms, each starts
 where the previous one ended and the last ends at ``len(segment)``, so no
-audio is ever lost or sent twice.
+audio is ever lost, and no word is kept twice (see step 5 for overlaps).
+Why these rules and numbers: ``docs/chunking.md``.
 
 The walk, from the current start ``s`` while more than ``max_s`` remains:
 
@@ -28,6 +29,11 @@ The walk, from the current start ``s`` while more than ``max_s`` remains:
    range, i.e. within ``[s + 0.75 * max_s, s + max_s]``, leaving at least
    ``min_s`` after it where possible.  Chunks therefore never exceed ``max_s``.
 4. Once at most ``max_s`` remains, the rest is the last chunk.
+5. Around a hard cut both neighbours also hear ``overlap_s`` across it
+   (``ChunkSpec.lead_ms``/``tail_ms``), so that a word the cut goes through is
+   heard whole by at least one of them; :mod:`hub.merge` later keeps each word
+   of the overlap once. A cut in a pause needs no overlap: each side already
+   has half the pause as silence.
 
 A digitally silent recording (all samples zero) is cut every ``max_s``.
 
@@ -58,19 +64,38 @@ _HARD_CUT_SEARCH_FRACTION = 0.25  # hard cuts are searched in this last fraction
 
 @dataclass(frozen=True)
 class ChunkSpec:
-    """One chunk of a recording: the half-open span ``[start_ms, end_ms)``, in milliseconds."""
+    """One chunk of a recording: the half-open span ``[start_ms, end_ms)``, in milliseconds.
+
+    The spans of a plan tile the recording. Next to a hard cut a chunk also
+    hears ``lead_ms`` of audio before its span and ``tail_ms`` after it (the
+    overlap): its audio is ``[audio_start_ms, audio_end_ms)``.
+    """
 
     start_ms: int
     end_ms: int
+    lead_ms: int = 0
+    tail_ms: int = 0
 
     def __post_init__(self) -> None:
         if self.start_ms < 0 or self.end_ms <= self.start_ms:
             raise ValueError(f"invalid chunk span [{self.start_ms}, {self.end_ms}) ms")
+        if not 0 <= self.lead_ms <= self.start_ms or self.tail_ms < 0:
+            raise ValueError(f"invalid overlap {self.lead_ms}/{self.tail_ms} ms around [{self.start_ms}, {self.end_ms})")
 
     @property
     def duration_ms(self) -> int:
-        """Length of the chunk, in milliseconds."""
+        """Length of the chunk's own span, in milliseconds."""
         return self.end_ms - self.start_ms
+
+    @property
+    def audio_start_ms(self) -> int:
+        """Where the audio sent for this chunk starts."""
+        return self.start_ms - self.lead_ms
+
+    @property
+    def audio_end_ms(self) -> int:
+        """Where the audio sent for this chunk ends."""
+        return self.end_ms + self.tail_ms
 
 
 @dataclass(frozen=True)
@@ -85,6 +110,8 @@ class ChunkingSettings:
         silence_thresh_db: how far below the recording's average loudness
             (its dBFS) audio must be to count as quiet, in dB; negative.
             The absolute threshold is ``segment.dBFS + silence_thresh_db``.
+        overlap_s: at a hard cut, how much audio each neighbour also hears
+            on the other side of the cut, in seconds (0 for none).
     """
 
     target_s: float = 20.0
@@ -92,9 +119,10 @@ class ChunkingSettings:
     min_s: float = 2.0
     min_silence_ms: int = 300
     silence_thresh_db: float = -16.0
+    overlap_s: float = 1.0
 
     def __post_init__(self) -> None:
-        for field_name in ("target_s", "max_s", "min_s", "silence_thresh_db"):
+        for field_name in ("target_s", "max_s", "min_s", "silence_thresh_db", "overlap_s"):
             value = getattr(self, field_name)
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{field_name} must be a finite number, got {value!r}")
@@ -108,6 +136,8 @@ class ChunkingSettings:
             raise ValueError(f"min_silence_ms must be an int, got {self.min_silence_ms!r}")
         if self.min_silence_ms <= 0:
             raise ValueError(f"min_silence_ms must be positive, got {self.min_silence_ms!r}")
+        if not 0 <= self.overlap_s <= self.min_s / 2:
+            raise ValueError(f"overlap_s must be between 0 and min_s / 2 ({self.min_s / 2:g} s), got {self.overlap_s!r}")
         if self.silence_thresh_db >= 0:
             raise ValueError(
                 f"silence_thresh_db must be negative (dB below average), got {self.silence_thresh_db!r}"
@@ -128,13 +158,14 @@ def plan_chunks(segment: AudioSegment, settings: ChunkingSettings) -> list[Chunk
 
     if segment.rms == 0:
         _LOGGER.debug("recording of %d ms is digitally silent; cutting every %d ms", total_ms, max_ms)
-        return _spans(list(range(max_ms, total_ms, max_ms)), total_ms)
+        cuts = list(range(max_ms, total_ms, max_ms))
+        return _spans(cuts, [False] * len(cuts), 0, total_ms)
 
     pauses = _find_pauses(segment, settings)
     mids = [(start + end) // 2 for start, end in pauses]
 
     cuts: list[int] = []
-    hard_cuts = 0
+    hard: list[bool] = []
     start = 0
     while total_ms - start > max_ms:
         low = start + min_ms
@@ -144,9 +175,9 @@ def plan_chunks(segment: AudioSegment, settings: ChunkingSettings) -> list[Chunk
         cut = _pause_cut(pauses, mids, low, safe_high, target)
         if cut is None:
             cut = _pause_cut(pauses, mids, low, high, target)
+        hard.append(cut is None)
         if cut is None:
             cut = _quiet_cut(segment, low, safe_high if safe_high > low else high, max_ms)
-            hard_cuts += 1
         cuts.append(cut)
         start = cut
 
@@ -155,9 +186,9 @@ def plan_chunks(segment: AudioSegment, settings: ChunkingSettings) -> list[Chunk
         len(cuts) + 1,
         total_ms,
         len(pauses),
-        hard_cuts,
+        sum(hard),
     )
-    return _spans(cuts, total_ms)
+    return _spans(cuts, hard, _to_ms(settings.overlap_s), total_ms)
 
 
 def _to_ms(seconds: float) -> int:
@@ -206,6 +237,10 @@ def _quiet_cut(segment: AudioSegment, low: int, high: int, max_ms: int) -> int:
     return best_start + _HARD_CUT_WINDOW_MS // 2
 
 
-def _spans(cuts: list[int], total_ms: int) -> list[ChunkSpec]:
+def _spans(cuts: list[int], hard: list[bool], overlap_ms: int, total_ms: int) -> list[ChunkSpec]:
     bounds = [0, *cuts, total_ms]
-    return [ChunkSpec(a, b) for a, b in zip(bounds, bounds[1:])]
+    overlaps = [0, *(overlap_ms if h else 0 for h in hard), 0]
+    return [
+        ChunkSpec(a, b, lead_ms=min(lead, a), tail_ms=min(tail, total_ms - b))
+        for a, b, lead, tail in zip(bounds, bounds[1:], overlaps, overlaps[1:])
+    ]

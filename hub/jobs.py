@@ -44,11 +44,13 @@ class ChunkWork:
 
     @property
     def offset_s(self) -> float:
-        return self.spec.start_ms / 1000
+        """Where the audio sent for this chunk starts in the recording (overlap included)."""
+        return self.spec.audio_start_ms / 1000
 
     @property
     def duration_s(self) -> float:
-        return (self.spec.end_ms - self.spec.start_ms) / 1000
+        """Length of the audio sent for this chunk (overlap included)."""
+        return (self.spec.audio_end_ms - self.spec.audio_start_ms) / 1000
 
 
 @dataclass

@@ -223,7 +223,7 @@ class Hub:
             sample_rate=SAMPLE_RATE,
             deadline=time.time() + a.lease_s,
             lease_s=round(a.lease_s, 3),
-            audio=wav_bytes(a.job.audio[spec.start_ms : spec.end_ms]),
+            audio=wav_bytes(a.job.audio[spec.audio_start_ms : spec.audio_end_ms]),
             language=self.settings.language,
         )
         _LOGGER.info("chunk %s/%d (%.1f s) -> %s, attempt %d", a.job.id, a.chunk.seq, a.chunk.duration_s, a.node_id, a.attempt)

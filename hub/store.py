@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     seq INTEGER NOT NULL,
     start_ms INTEGER NOT NULL,
     end_ms INTEGER NOT NULL,
+    lead_ms INTEGER NOT NULL DEFAULT 0,
+    tail_ms INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL,
     node_id TEXT,
     attempt INTEGER NOT NULL,
@@ -101,8 +103,16 @@ class JobStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
+            self._upgrade()
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.directory}: {exc}") from None
+
+    def _upgrade(self) -> None:
+        """Bring a store written by an earlier version up to this schema (columns added since)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(chunks)")}
+        for column in ("lead_ms", "tail_ms"):
+            if column not in have:
+                self._db.execute(f"ALTER TABLE chunks ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         self._db.close()
@@ -153,11 +163,12 @@ class JobStore:
 
     def _write_chunks(self, job: Job) -> None:
         self._db.executemany(
-            "INSERT OR REPLACE INTO chunks (job_id, seq, start_ms, end_ms, state, node_id, attempt, failures,"
-            " rejections, tried, result, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO chunks (job_id, seq, start_ms, end_ms, lead_ms, tail_ms, state, node_id, attempt,"
+            " failures, rejections, tried, result, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
-                    job.id, c.seq, c.spec.start_ms, c.spec.end_ms, c.state.value, c.node_id, c.attempt, c.failures,
+                    job.id, c.seq, c.spec.start_ms, c.spec.end_ms, c.spec.lead_ms, c.spec.tail_ms, c.state.value,
+                    c.node_id, c.attempt, c.failures,
                     c.rejections, json.dumps(sorted(c.tried)), c.result.encode() if c.result else None, c.reason,
                 )
                 for c in job.chunks
@@ -205,8 +216,9 @@ class JobStore:
 
     def _chunks(self, job_id: str) -> list[ChunkWork]:
         chunks = []
-        for seq, start, end, state, node, attempt, failures, rejections, tried, result, reason in self._db.execute(
-            "SELECT seq, start_ms, end_ms, state, node_id, attempt, failures, rejections, tried, result, reason"
+        for seq, start, end, lead, tail, state, node, attempt, failures, rejections, tried, result, reason in self._db.execute(
+            "SELECT seq, start_ms, end_ms, lead_ms, tail_ms, state, node_id, attempt, failures, rejections, tried,"
+            " result, reason"
             " FROM chunks WHERE job_id = ? ORDER BY seq",
             (job_id,),
         ):
@@ -217,7 +229,7 @@ class JobStore:
                 decoded, state = None, ChunkState.QUEUED.value
             chunks.append(
                 ChunkWork(
-                    seq=seq, spec=ChunkSpec(start, end), state=ChunkState(state), node_id=node, attempt=attempt,
+                    seq=seq, spec=ChunkSpec(start, end, lead, tail), state=ChunkState(state), node_id=node, attempt=attempt,
                     failures=failures, rejections=rejections, tried=set(json.loads(tried)), result=decoded,
                     reason=reason,
                 )

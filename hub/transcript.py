@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from hub.jobs import ChunkState, Job
-from protocol.messages import Word
+from hub.jobs import ChunkState, ChunkWork, Job
+from hub.merge import Timed, join
+from protocol.messages import Span, Word
 
 FORMATS = ("text", "json", "srt", "vtt")
 
@@ -34,26 +35,100 @@ class Segment:
     words: tuple[Word, ...] = ()  #: word times in the recording, where the engine gives them
 
 
+@dataclass(frozen=True)
+class _Heard:
+    """One word of a finished chunk, in recording time, and the span it came from."""
+
+    word: Timed
+    span: int
+    timed: bool  #: False when the engine gave no word times and they were spread over the span
+
+
+def _place(chunk: ChunkWork, t: float) -> float:
+    """A time in the chunk's audio as a time in the recording."""
+    return round(min(chunk.offset_s + chunk.duration_s, chunk.offset_s + t), 3)
+
+
+def _heard(chunk: ChunkWork) -> list[_Heard]:
+    """A finished chunk's words in recording time; untimed text is spread evenly over its span."""
+    assert chunk.result is not None
+
+    def place(t: float) -> float:
+        return _place(chunk, t)
+
+    spans = chunk.result.spans or ((Span(0.0, chunk.duration_s, chunk.result.text),) if chunk.result.text else ())
+    out = []
+    for index, span in enumerate(spans):
+        if span.words:
+            out += [_Heard(Timed(place(w.start_s), place(w.end_s), w.text), index, True) for w in span.words]
+            continue
+        texts = span.text.split()
+        step = (span.end_s - span.start_s) / max(1, len(texts))
+        out += [
+            _Heard(Timed(place(span.start_s + k * step), place(span.start_s + (k + 1) * step), t), index, False)
+            for k, t in enumerate(texts)
+        ]
+    return out
+
+
+def _kept(job: Job) -> dict[int, tuple[list[_Heard], int, int]]:
+    """Each finished chunk's words, and the range ``[first, stop)`` of them it keeps.
+
+    At a hard cut both neighbours heard the overlap; :func:`hub.merge.join` decides
+    which of them keeps each word there. While a neighbour is unfinished, each side
+    keeps what falls in its own span.
+    """
+    heard = {c.seq: _heard(c) for c in job.chunks if c.state is ChunkState.DONE and c.result is not None}
+    kept = {seq: [words, 0, len(words)] for seq, words in heard.items()}
+    for a, b in zip(job.chunks, job.chunks[1:]):
+        overlap_ms = max(a.spec.tail_ms, b.spec.lead_ms)
+        if overlap_ms == 0:
+            continue
+        cut = a.spec.end_ms / 1000
+        before = [h.word for h in heard.get(a.seq, ())]
+        after = [h.word for h in heard.get(b.seq, ())]
+        if a.seq in heard and b.seq in heard:
+            stop, first = join(before, after, cut, overlap_ms / 1000)
+        else:
+            stop = sum(1 for w in before if w.mid_s < cut)
+            first = sum(1 for w in after if w.mid_s < cut)
+        if a.seq in kept:
+            kept[a.seq][2] = min(kept[a.seq][2], stop)
+        if b.seq in kept:
+            kept[b.seq][1] = max(kept[b.seq][1], first)
+    return {seq: (words, first, stop) for seq, (words, first, stop) in kept.items()}
+
+
 def segments(job: Job) -> list[Segment]:
+    """The transcript as segments in recording order, each word once, gaps and pending chunks included."""
+    kept = _kept(job)
     out = []
     for chunk in job.chunks:
-        base = {"seq": chunk.seq, "start_s": round(chunk.offset_s, 3), "end_s": round(chunk.offset_s + chunk.duration_s, 3)}
+        base = {"seq": chunk.seq, "start_s": round(chunk.spec.start_ms / 1000, 3), "end_s": round(chunk.spec.end_ms / 1000, 3)}
         if chunk.state is ChunkState.DONE and chunk.result is not None:
             r = chunk.result
             about = {"status": r.status.value, "node_id": r.node_id, "engine": r.engine, "model": r.model, "seconds": r.seconds}
-            if not r.spans:
+            words, first, stop = kept[chunk.seq]
+            if not words:
                 out.append(Segment(**base, text=r.text, **about))
                 continue
-            start, end = chunk.offset_s, chunk.offset_s + chunk.duration_s
-
-            def place(t: float, start: float = start, end: float = end) -> float:
-                return round(min(end, start + t), 3)
-
-            for span in r.spans:
-                words = tuple(Word(place(w.start_s), place(w.end_s), w.text) for w in span.words)
-                out.append(
-                    Segment(chunk.seq, place(span.start_s), place(span.end_s), text=span.text, words=words, **about)
-                )
+            whole = {h.span for h in words}
+            trimmed = {words[k].span for k in range(len(words)) if not first <= k < stop}
+            for index in sorted(whole):
+                mine = [h for k, h in enumerate(words) if h.span == index and first <= k < stop]
+                if not mine:
+                    continue
+                timed = tuple(Word(h.word.start_s, h.word.end_s, h.word.text) for h in mine if h.timed)
+                if index in trimmed:  # part of it belongs to a neighbour: only the words kept here
+                    text = " ".join(h.word.text for h in mine)
+                    out.append(Segment(chunk.seq, mine[0].word.start_s, mine[-1].word.end_s, text=text, words=timed, **about))
+                elif r.spans:
+                    span = r.spans[index]
+                    out.append(
+                        Segment(chunk.seq, _place(chunk, span.start_s), _place(chunk, span.end_s), text=span.text, words=timed, **about)
+                    )
+                else:
+                    out.append(Segment(**base, text=r.text, **about))
         elif chunk.state is ChunkState.FAILED:
             out.append(Segment(**base, status="failed", reason=chunk.reason))
         else:

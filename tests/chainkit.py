@@ -56,11 +56,20 @@ def start_nodes(
     return cluster
 
 
-def start_hub(broker_url: str, prefix: str, store_dir: Path | None = None, **dispatch: float) -> Hub:
+TEST_CHUNKING = ChunkingSettings(target_s=6, max_s=10, min_s=1, overlap_s=0.5)
+
+
+def start_hub(
+    broker_url: str,
+    prefix: str,
+    store_dir: Path | None = None,
+    chunking: ChunkingSettings = TEST_CHUNKING,
+    **dispatch: float,
+) -> Hub:
     settings = HubSettings(
         broker=BrokerAddress.parse(broker_url),
         topics=Topics(prefix),
-        chunking=ChunkingSettings(target_s=6, max_s=10, min_s=1),
+        chunking=chunking,
         dispatch=DispatchSettings(**{"no_node_timeout_s": 60, **dispatch}),
         store_dir=store_dir,
     )

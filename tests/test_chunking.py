@@ -107,10 +107,15 @@ def test_hard_cut_only_when_no_pause_is_in_reach() -> None:
     hard = plan_chunks(unreachable, DEFAULTS)
 
     assert cuts_of(at_pause) == [pytest.approx(29_300, abs=20)]
+    assert [(s.lead_ms, s.tail_ms) for s in at_pause] == [(0, 0), (0, 0)]  # a pause needs no overlap
     assert_tiles(hard, 41_600)
     assert len(hard) == 2
     assert 22_500 <= hard[0].duration_ms <= 30_000
     assert all(span.duration_ms <= 30_000 for span in hard)
+    # Inside speech both neighbours hear overlap_s across the cut, so the words there can be aligned.
+    assert [(s.lead_ms, s.tail_ms) for s in hard] == [(0, 1000), (1000, 0)]
+    assert hard[0].audio_end_ms == hard[1].start_ms + 1000
+    assert hard[1].audio_start_ms == hard[0].end_ms - 1000
 
 
 def test_long_pauseless_audio_is_hard_cut_within_max() -> None:
@@ -188,7 +193,7 @@ def test_espeak_speech_is_cut_between_sentences(tmp_path: Path) -> None:
     )
     subprocess.run(["espeak-ng", "-w", str(path), text], check=True)
     speech = AudioSegment.from_wav(path).set_frame_rate(RATE)
-    short = ChunkingSettings(target_s=3.0, max_s=5.0, min_s=1.0)
+    short = ChunkingSettings(target_s=3.0, max_s=5.0, min_s=1.0, overlap_s=0.5)
 
     spans = plan_chunks(speech, short)
 
@@ -212,7 +217,10 @@ def _settings(draw: st.DrawFn) -> ChunkingSettings:
     target_s = draw(st.floats(min_value=min_s, max_value=min_s + 20.0))
     max_s = draw(st.floats(min_value=target_s, max_value=target_s + 15.0))
     min_silence_ms = draw(st.integers(min_value=50, max_value=800))
-    return ChunkingSettings(target_s=target_s, max_s=max_s, min_s=min_s, min_silence_ms=min_silence_ms)
+    overlap_s = draw(st.floats(min_value=0.0, max_value=min_s / 2))
+    return ChunkingSettings(
+        target_s=target_s, max_s=max_s, min_s=min_s, min_silence_ms=min_silence_ms, overlap_s=overlap_s
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -227,6 +235,11 @@ def test_spans_always_tile_the_recording(pieces: list[tuple[str, int]], chunking
     assert_tiles(spans, len(audio))
     assert all(span.duration_ms <= max_ms for span in spans)
     assert all(span.duration_ms >= min_ms for span in spans[:-1])
+    overlap_ms = round(chunking.overlap_s * 1000)
+    assert spans[0].lead_ms == 0 and spans[-1].tail_ms == 0
+    for before, after in zip(spans, spans[1:]):
+        assert before.tail_ms == after.lead_ms in (0, overlap_ms)  # symmetric, and only at hard cuts
+    assert all(0 <= s.audio_start_ms and s.audio_end_ms <= len(audio) for s in spans)
 
 
 @pytest.mark.parametrize(
@@ -242,6 +255,8 @@ def test_spans_always_tile_the_recording(pieces: list[tuple[str, int]], chunking
         {"min_silence_ms": 2.5},
         {"silence_thresh_db": 0.0},
         {"silence_thresh_db": 6.0},
+        {"overlap_s": -0.5},
+        {"overlap_s": 1.5},  # more than min_s / 2
     ],
 )
 def test_invalid_settings_are_rejected(kwargs: dict) -> None:
@@ -255,3 +270,6 @@ def test_chunk_spec() -> None:
         ChunkSpec(4000, 4000)
     with pytest.raises(ValueError):
         ChunkSpec(-1, 10)
+    assert (ChunkSpec(1500, 4000, lead_ms=500, tail_ms=700).audio_start_ms, ChunkSpec(1500, 4000, 0, 700).audio_end_ms) == (1000, 4700)
+    with pytest.raises(ValueError):
+        ChunkSpec(100, 4000, lead_ms=200)  # would start before the recording

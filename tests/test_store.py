@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def make_job(job_id: str = "j1") -> Job:
     audio = AudioSegment.silent(duration=3000, frame_rate=16000).set_sample_width(2)
     chunks = [ChunkWork(i, ChunkSpec(i * 1000, (i + 1) * 1000)) for i in range(3)]
+    chunks[1].spec = ChunkSpec(1000, 2000, lead_ms=0, tail_ms=400)  # a hard cut between 1 and 2
+    chunks[2].spec = ChunkSpec(2000, 3000, lead_ms=400, tail_ms=0)
     return Job(id=job_id, name="three.wav", audio=audio, chunks=chunks, language="en-GB")
 
 
@@ -70,6 +72,31 @@ def test_a_finished_job_drops_its_audio_but_keeps_its_text(tmp_path):
     assert loaded.is_finished and loaded.finished.is_set()
     assert [c.result.text for c in loaded.chunks] == ["w0", "w1", "w2"]
     assert loaded.duration_s == 3.0
+
+
+def test_a_store_from_before_overlaps_is_upgraded(tmp_path):
+    db = sqlite3.connect(tmp_path / "hub.sqlite3")
+    db.executescript(
+        "CREATE TABLE chunks (job_id TEXT NOT NULL, seq INTEGER NOT NULL, start_ms INTEGER NOT NULL,"
+        " end_ms INTEGER NOT NULL, state TEXT NOT NULL, node_id TEXT, attempt INTEGER NOT NULL,"
+        " failures INTEGER NOT NULL, rejections INTEGER NOT NULL, tried TEXT NOT NULL, result BLOB,"
+        " reason TEXT NOT NULL, PRIMARY KEY (job_id, seq));"
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, name TEXT NOT NULL, language TEXT NOT NULL, created REAL NOT NULL,"
+        " state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '', digest TEXT NOT NULL DEFAULT '');"
+        "INSERT INTO jobs VALUES ('old', 'old.wav', 'en-US', 1.0, 'done', '', '');"
+        "INSERT INTO chunks VALUES ('old', 0, 0, 1500, 'done', 'n1', 1, 0, 0, '[]', NULL, '');"
+    )
+    db.commit()
+    db.close()
+
+    store = JobStore(tmp_path)
+
+    (chunk,) = store.load("old").chunks
+    assert chunk.spec == ChunkSpec(0, 1500)
+    job = make_job("new")
+    store.save_audio(job)
+    store.add(job)
+    assert [c.spec for c in store.load("new").chunks] == [c.spec for c in job.chunks]
 
 
 def test_one_hub_per_store(tmp_path):

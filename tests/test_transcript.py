@@ -47,3 +47,48 @@ def test_formats():
     vtt = render(j, "vtt")
     assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:20.000\nhello there\n")
     assert "00:00:43.000 --> 00:01:00.000\nthree" in vtt
+
+
+def _hard_cut_job(second: Result | None) -> Job:
+    """Two chunks cut at 10 s inside speech, each hearing 1 s across the cut."""
+    first = ChunkWork(0, ChunkSpec(0, 10_000, tail_ms=1000))
+    first.state = ChunkState.DONE
+    first.result = Result(
+        "j", 0, 1, "pi-1", ResultStatus.OK, text="it was a cold brig", engine="whisper",
+        spans=(
+            Span(8.0, 9.0, "It was", (Word(8.0, 8.4, "It"), Word(8.5, 9.0, "was"))),
+            Span(9.1, 11.0, "a cold brig", (Word(9.1, 9.3, "a"), Word(9.4, 10.2, "cold"), Word(10.4, 11.0, "brig"))),
+        ),
+    )
+    later = ChunkWork(1, ChunkSpec(10_000, 20_000, lead_ms=1000))
+    if second is not None:
+        later.state, later.result = ChunkState.DONE, second
+    return Job(id="j", name="talk.wav", audio=None, chunks=[first, later], state=JobState.RUNNING)
+
+
+def test_a_hard_cut_keeps_each_word_of_the_overlap_once():
+    # The later chunk's audio starts at 9 s: its times are 9 s behind the recording's.
+    later = Result(
+        "j", 1, 1, "pi-2", ResultStatus.OK, text="ha cold bright day", engine="whisper",
+        spans=(Span(0.0, 3.0, "ha cold bright day", (
+            Word(0.0, 0.3, "ha"), Word(0.45, 1.2, "cold"), Word(1.4, 2.0, "bright"), Word(2.1, 3.0, "day"),
+        )),),
+    )
+    segs = segments(_hard_cut_job(later))
+
+    assert render(_hard_cut_job(later), "text") == "It was a cold bright day"
+    assert [(s.seq, s.start_s, s.end_s, s.text) for s in segs] == [
+        (0, 8.0, 9.0, "It was"),  # untouched span: the engine's own text and times
+        (0, 9.1, 10.2, "a cold"),  # trimmed at the junction ("cold", heard by both)
+        (1, 10.4, 12.0, "bright day"),
+    ]
+    assert [w.text for s in segs for w in s.words] == ["It", "was", "a", "cold", "bright", "day"]
+
+
+def test_until_both_sides_are_done_each_keeps_its_own_span():
+    assert render(_hard_cut_job(None), "text") == "It was a cold"
+    untimed = Result("j", 1, 1, "g-1", ResultStatus.OK, text="cold bright day", engine="google",
+                     spans=(Span(0.0, 3.0, "cold bright day"),))  # no word times: spread over the span
+    segs = segments(_hard_cut_job(untimed))
+    assert " ".join(s.text for s in segs) == "It was a cold bright day"
+    assert segs[-1].words == ()  # estimated times are not published as word times

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.wer import wer
+from bench.wer import wer, word_errors
+from hub.chunking import ChunkingSettings
 from hub.jobs import JobState
 from hub.transcript import to_text
 from tests.chainkit import run_job, speech, start_hub, start_nodes, unique_prefix
@@ -58,6 +59,33 @@ def test_whisper_nodes_transcribe_a_job_accurately(broker, corpus):
     assert job.state is JobState.DONE
     assert {c.result.engine for c in job.chunks} == {"whisper"}
     assert wer(reference, to_text(job)) < 0.12, to_text(job)
+
+
+def test_hard_cuts_inside_speech_overlap_and_keep_every_word_once(broker, corpus):
+    """No pause counts (min_silence_ms beyond any pause), so every cut is a hard cut inside speech."""
+    import speech_recognition as sr
+
+    from edge_node.engines import create_engine
+
+    names = ["lhotse_2412-153948-0000", "jfk"]
+    audio, reference = speech(corpus, names)
+    prefix = unique_prefix()
+    nodes = start_nodes(broker.url, prefix, 2, engine="whisper", model=model_dir())
+    hub = start_hub(
+        broker.url, prefix, chunking=ChunkingSettings(target_s=6, max_s=9, min_s=3, min_silence_ms=60_000, overlap_s=1.5)
+    )
+    job = run_job(hub, nodes, audio, "hard", online=2, timeout=240)
+    assert job.state is JobState.DONE
+    hard = [c.spec for c in job.chunks[1:]]
+    assert len(hard) >= 2 and all(s.lead_ms == 1500 for s in hard), "every cut is inside speech, with overlap"
+    whole = create_engine("whisper", model_dir()).transcribe(sr.AudioData(audio.raw_data, 16000, 2))
+    distributed = to_text(job)
+    errors, baseline = word_errors(reference, distributed), word_errors(reference, whole)
+    print(f"whole {baseline}, distributed {errors}")
+    # Each cut's overlap was heard twice: a doubled word is an insertion, a dropped one a deletion.
+    assert errors["insertions"] <= baseline["insertions"] + 1, distributed
+    assert errors["deletions"] <= baseline["deletions"] + 1, distributed
+    assert wer(reference, distributed) <= wer(reference, whole) + 0.03, distributed
 
 
 def test_whisper_times_its_segments_and_words(corpus):

@@ -1,0 +1,87 @@
+"""Joining the words of two chunks that overlap, at a cut made inside speech.
+
+Where the planner finds no pause within ``max_s`` it cuts inside speech (a hard
+cut), and both neighbours hear ``overlap_s`` of audio on the other side of the
+cut (see :mod:`hub.chunking`). Both then transcribe the words around the cut;
+the earlier chunk garbles what its window cuts off at its end, the later one
+what its window cuts off at its start. :func:`join` keeps each word exactly
+once:
+
+1. The candidates are the earlier chunk's words from ``cut - overlap`` on, and
+   the later chunk's words up to ``cut + overlap`` (word midpoints, with a
+   little slack for word-time jitter).
+2. A word of each is the same word when they are spelled alike (case and
+   punctuation aside), their times agree within ``tolerance_s``, and each is
+   the other's nearest such word in time: "the" said twice a second apart is
+   two words, and in a run of repeats each pairs with its own reading.
+3. The junction is the matched pair nearest the cut, the middle of the overlap,
+   where both chunks heard the audio with context on both sides. The earlier
+   chunk's words up to and including that word are kept, then the later
+   chunk's words after it. No word of the overlap is dropped or doubled as
+   long as both chunks heard it: before the junction it comes from the
+   earlier chunk, after it from the later one.
+4. Without a single agreeing pair (one side heard nothing, or nothing alike),
+   the cut itself is the junction: each word goes to the chunk whose own span
+   holds its midpoint.
+
+Words are ``(start_s, end_s, text)`` in recording time; the functions are pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import NamedTuple
+
+_SLACK_S = 0.25  #: word times jitter by this much around the overlap's edges
+DEFAULT_TOLERANCE_S = 0.6  #: two readings of one word agree in time within this
+
+
+class Timed(NamedTuple):
+    start_s: float
+    end_s: float
+    text: str
+
+    @property
+    def mid_s(self) -> float:
+        return (self.start_s + self.end_s) / 2
+
+
+def spelling(word: str) -> str:
+    """A word's comparable form: lower case, letters, digits and apostrophes only."""
+    return re.sub(r"[^\w']+", "", word.lower())
+
+
+def join(
+    earlier: Sequence[Timed],
+    later: Sequence[Timed],
+    cut_s: float,
+    overlap_s: float,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+) -> tuple[int, int]:
+    """Where to join two overlapping chunks' words.
+
+    Returns ``(keep, skip)``: keep ``earlier[:keep]`` then ``later[skip:]``.
+    """
+    head = next((i for i, w in enumerate(earlier) if w.mid_s >= cut_s - overlap_s - _SLACK_S), len(earlier))
+    tail = [w for w in later if w.mid_s < cut_s + overlap_s + _SLACK_S]
+    a = [spelling(w.text) for w in earlier[head:]]
+    b = [spelling(w.text) for w in tail]
+    pairs = [
+        (i, j, abs(earlier[head + i].mid_s - tail[j].mid_s))
+        for i in range(len(a))
+        for j in range(len(b))
+        if a[i] and a[i] == b[j] and abs(earlier[head + i].mid_s - tail[j].mid_s) <= tolerance_s
+    ]
+    nearest_for_a: dict[int, tuple[float, int]] = {}
+    nearest_for_b: dict[int, tuple[float, int]] = {}
+    for i, j, gap in pairs:
+        nearest_for_a[i] = min(nearest_for_a.get(i, (gap, j)), (gap, j))
+        nearest_for_b[j] = min(nearest_for_b.get(j, (gap, i)), (gap, i))
+    same_word = [(i, j, gap) for i, j, gap in pairs if nearest_for_a[i][1] == j and nearest_for_b[j][1] == i]
+    if same_word:
+        i, j, _ = min(same_word, key=lambda p: (abs(earlier[head + p[0]].mid_s - cut_s), p[2]))
+        return head + i + 1, j + 1
+    keep = sum(1 for w in earlier if w.mid_s < cut_s)
+    skip = sum(1 for w in later if w.mid_s < cut_s)
+    return keep, skip

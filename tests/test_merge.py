@@ -1,0 +1,94 @@
+"""hub.merge: two chunks that overlap at a hard cut give every word exactly once."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.merge import Timed, join, spelling
+
+CUT = 10.0
+OVERLAP = 1.0
+
+
+def said(*words: tuple[str, float]) -> list[Timed]:
+    """Words of 0.3 s each, starting at the given times."""
+    return [Timed(start, start + 0.3, text) for text, start in words]
+
+
+def joined(earlier: list[Timed], later: list[Timed], cut: float = CUT, overlap: float = OVERLAP) -> list[str]:
+    keep, skip = join(earlier, later, cut, overlap)
+    return [w.text for w in earlier[:keep] + later[skip:]]
+
+
+def test_words_both_chunks_heard_are_kept_once() -> None:
+    truth = said(("we", 8.6), ("cut", 9.0), ("inside", 9.4), ("a", 9.8), ("long", 10.1), ("sentence", 10.5))
+    earlier = truth[:5] + said(("sen", 10.6))  # the window ends inside "sentence"
+    later = said(("ide", 9.3)) + truth[2:]  # the window starts inside "inside"
+
+    assert joined(earlier, later) == ["we", "cut", "inside", "a", "long", "sentence"]
+
+
+def test_spelling_and_punctuation_do_not_matter() -> None:
+    earlier = said(("Hello,", 9.2), ("World.", 9.7), ("Again", 10.2))
+    later = said(("hello", 9.25), ("world", 9.75), ("again", 10.25), ("friends", 10.6))
+
+    assert joined(earlier, later) == ["Hello,", "World.", "again", "friends"]
+    assert spelling("It's,") == "it's" and spelling("—") == ""
+
+
+def test_the_same_word_at_another_time_is_not_a_match() -> None:
+    # "the" at 9.2 in the earlier chunk and "the" at 10.4 in the later one are two different words.
+    earlier = said(("of", 8.9), ("the", 9.2), ("year", 9.6))
+    later = said(("ear", 9.7), ("and", 10.0), ("the", 10.4), ("next", 10.8))
+
+    assert joined(earlier, later) == ["of", "the", "year", "and", "the", "next"]
+
+
+def test_without_agreement_the_cut_decides() -> None:
+    earlier = said(("alpha", 9.0), ("beta", 9.6), ("gamma", 10.2))
+    later = said(("delta", 9.5), ("epsilon", 10.1), ("zeta", 10.7))
+
+    # Midpoints before 10.0 belong to the earlier chunk, the rest to the later one.
+    assert joined(earlier, later) == ["alpha", "beta", "epsilon", "zeta"]
+    assert joined([], later) == ["epsilon", "zeta"]
+    assert joined(earlier, []) == ["alpha", "beta"]
+
+
+_VOCABULARY = ["the", "a", "cat", "sat", "on", "mat", "and", "then"]
+
+
+@st.composite
+def _overlapping(draw: st.DrawFn, repeats: bool) -> tuple[list[Timed], list[Timed], list[Timed]]:
+    """A true word sequence across the cut, as two chunks heard it: garbled at their outer edges, jittered.
+
+    With ``repeats`` the words come from a small vocabulary (runs such as "the the the") and
+    the two readings' times differ by up to 0.1 s; without, words differ and times by up to 0.5 s.
+    """
+    jitter = 0.05 if repeats else 0.25
+    t = CUT - 3.0
+    truth = []
+    while t < CUT + 3.0:
+        length = draw(st.floats(0.25, 0.6))
+        text = draw(st.sampled_from(_VOCABULARY)) if repeats else f"w{len(truth)}"
+        truth.append(Timed(t, t + length, text))
+        t += length + draw(st.floats(0.0, 0.2))
+
+    def heard(words: list[Timed]) -> list[Timed]:
+        return [Timed(w.start_s + d, w.end_s + d, w.text) for w in words for d in [draw(st.floats(-jitter, jitter))]]
+
+    earlier = heard([w for w in truth if w.start_s < CUT + OVERLAP])
+    later = heard([w for w in truth if w.end_s > CUT - OVERLAP])
+    if draw(st.booleans()):  # the earlier window cut its last word off: a wrong word there
+        earlier[-1] = earlier[-1]._replace(text="xyzzy")
+    if draw(st.booleans()):
+        later[0] = later[0]._replace(text="plugh")
+    return truth, earlier, later
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=st.booleans().flatmap(lambda repeats: _overlapping(repeats)))
+def test_no_word_of_the_overlap_is_lost_or_doubled(case: tuple[list[Timed], list[Timed], list[Timed]]) -> None:
+    truth, earlier, later = case
+
+    assert joined(earlier, later) == [w.text for w in truth]
