@@ -17,7 +17,8 @@ With ``--repeat`` > 1 the summary holds medians. ``--quick`` runs the first long
 with 2 nodes.
 
 A Markdown table goes to stdout, one row per recording and run: WER, its change against the
-whole file in percentage points, wall time, speed-up, chunks and failed chunks. Progress goes to
+whole file in percentage points, wall time, speed-up, chunks, failed chunks, and boundary errors
+(words deleted or inserted right next to a junction between chunks). Progress goes to
 stderr. Everything (machine, git commit, settings, raw runs, summary) is saved as JSON to ``--out``.
 
 faster-whisper takes a local model directory as ``--model``; the small test model installed in
@@ -44,7 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.wer import wer, word_errors
+from bench.wer import boundary_errors, wer, word_errors
 
 _LOGGER = logging.getLogger("bench.accuracy")
 
@@ -99,6 +100,7 @@ class Run:
     chunks: int = 0
     failed_chunks: int = 0
     node_seconds: float = 0.0
+    boundary_errors: int = 0  #: words lost or doubled next to a junction between chunks
     exit_code: int = 0
     text: str = ""
 
@@ -121,6 +123,7 @@ class Summary:
     chunks: float
     failed_chunks: float
     node_seconds: float
+    boundary_errors: float = 0.0
     speedup: float | None = None
     wer_delta_points: float | None = None
 
@@ -225,6 +228,9 @@ def run_distributed(file: CorpusFile, engine: Engine, nodes: int, repeat: int) -
         chunks=len(segs),
         failed_chunks=sum(1 for s in segs if s["status"] in ("failed", "pending")),
         node_seconds=sum(float(s.get("seconds") or 0.0) for s in segs),
+        boundary_errors=boundary_errors(
+            file.reference, [(s["seq"], s["text"]) for s in segs if s["status"] == "ok" and s["text"]]
+        ),
         exit_code=proc.returncode,
         **_scored(file, hypothesis(doc)),
     )
@@ -266,6 +272,7 @@ def _summarise_group(runs: list[Run], duration_s: float) -> Summary:
         substitutions=_median(runs, "substitutions"), deletions=_median(runs, "deletions"),
         insertions=_median(runs, "insertions"), words=first.words, chunks=_median(runs, "chunks"),
         failed_chunks=_median(runs, "failed_chunks"), node_seconds=_median(runs, "node_seconds"),
+        boundary_errors=_median(runs, "boundary_errors"),
     )
 
 
@@ -299,8 +306,8 @@ def _label(row: Summary) -> str:
 def table(rows: list[Summary]) -> str:
     """The summary as a Markdown table."""
     lines = [
-        "| file | audio s | run | WER % | ΔWER points | wall s | speed-up | chunks | failed chunks |",
-        "|---|--:|---|--:|--:|--:|--:|--:|--:|",
+        "| file | audio s | run | WER % | ΔWER points | wall s | speed-up | chunks | failed chunks | boundary errors |",
+        "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         whole = r.mode == "whole"
@@ -308,7 +315,8 @@ def table(rows: list[Summary]) -> str:
             f"| {r.file} | {r.duration_s:.1f} | {_label(r)} | {100 * r.wer:.1f} "
             f"| {'—' if whole else _fmt(r.wer_delta_points, '.1f', signed=True)} "
             f"| {r.wall_s:.1f} | {_fmt(r.speedup, '.2f', suffix='×')} "
-            f"| {'—' if whole else _fmt(r.chunks, 'g')} | {'—' if whole else _fmt(r.failed_chunks, 'g')} |"
+            f"| {'—' if whole else _fmt(r.chunks, 'g')} | {'—' if whole else _fmt(r.failed_chunks, 'g')} "
+            f"| {'—' if whole else _fmt(r.boundary_errors, 'g')} |"
         )
     return "\n".join(lines)
 

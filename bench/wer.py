@@ -79,3 +79,34 @@ def word_errors(reference: str, hypothesis: str) -> dict[str, int]:
         "insertions": out.insertions,
         "words": out.substitutions + out.deletions + out.hits,
     }
+
+
+def boundary_errors(reference: str, pieces: list[tuple[int, str]], reach: int = 1) -> int:
+    """Words deleted or inserted next to a junction between chunks: a word lost or doubled by cutting.
+
+    ``pieces`` are ``(chunk seq, text)`` in transcript order. An inserted word counts
+    when it is within ``reach`` words of a junction; a deletion when the gap it
+    leaves is within ``reach`` words of one.
+    """
+    words: list[str] = []
+    owner: list[int] = []
+    for seq, text in pieces:
+        mine = normalise(text).split()
+        words += mine
+        owner += [seq] * len(mine)
+    junctions = [i for i in range(1, len(owner)) if owner[i] != owner[i - 1]]
+    ref = normalise(reference)
+    if not junctions or not ref:
+        return 0
+    out = jiwer.process_words(ref, " ".join(words))
+
+    def near(position: int, low: int) -> bool:
+        return any(j - low <= position < j + reach for j in junctions)
+
+    count = 0
+    for op in out.alignments[0]:
+        if op.type == "insert":  # hypothesis words hyp_start_idx .. hyp_end_idx - 1
+            count += sum(1 for p in range(op.hyp_start_idx, op.hyp_end_idx) if near(p, reach))
+        elif op.type == "delete" and near(op.hyp_start_idx, reach - 1):  # missing before hyp_start_idx
+            count += op.ref_end_idx - op.ref_start_idx
+    return count

@@ -46,10 +46,10 @@ def test_summary_takes_medians_and_compares_with_the_baseline() -> None:
 def test_table_is_markdown_with_one_row_per_configuration() -> None:
     text = table(summarise(_runs(), {"long.wav": 221.75}))
     lines = text.splitlines()
-    assert lines[0] == "| file | audio s | run | WER % | ΔWER points | wall s | speed-up | chunks | failed chunks |"
+    assert lines[0] == "| file | audio s | run | WER % | ΔWER points | wall s | speed-up | chunks | failed chunks | boundary errors |"
     assert len(lines) == 4
-    assert lines[2] == "| long.wav | 221.8 | whole file | 20.0 | — | 95.0 | 1.00× | — | — |"
-    assert lines[3] == "| long.wav | 221.8 | 2 nodes | 23.0 | +3.0 | 50.0 | 1.90× | 11 | 0 |"
+    assert lines[2] == "| long.wav | 221.8 | whole file | 20.0 | — | 95.0 | 1.00× | — | — | — |"
+    assert lines[3] == "| long.wav | 221.8 | 2 nodes | 23.0 | +3.0 | 50.0 | 1.90× | 11 | 0 | 0 |"
 
 
 def test_long_recordings_come_from_every_manifest(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_engine_and_model_reach_both_runs_and_the_json(tmp_path: Path, monkeypat
     model = tmp_path / "model"
     model.mkdir()
     commands: list[list[str]] = []
-    segment = {"status": "ok", "text": "one two", "seconds": 1.0}
+    segment = {"seq": 0, "status": "ok", "text": "one two", "seconds": 1.0}
 
     def fake_timed(cmd: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
         commands.append(cmd)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.wer import normalise, ordinal_words, wer, word_errors
+from bench.wer import boundary_errors, normalise, ordinal_words, wer, word_errors
 
 
 @pytest.mark.parametrize(
@@ -30,3 +30,12 @@ def test_wer_counts_real_differences_only() -> None:
     assert wer("a b c d", "a x c") == pytest.approx(0.5)
     assert word_errors("a b c d", "a x c e d") == {"substitutions": 1, "deletions": 0, "insertions": 1, "words": 4}
     assert wer("", "") == 0.0 and wer("", "noise") == 1.0
+
+
+def test_boundary_errors_count_words_lost_or_doubled_at_junctions() -> None:
+    ref = "one two three four five six"
+    assert boundary_errors(ref, [(0, "one two three"), (1, "four five six")]) == 0
+    assert boundary_errors(ref, [(0, "one two three"), (1, "three four five six")]) == 1  # doubled
+    assert boundary_errors(ref, [(0, "one two"), (1, "four five six")]) == 1  # lost at the junction
+    assert boundary_errors(ref, [(0, "one three"), (1, "four five six")]) == 0  # lost, but far from it
+    assert boundary_errors(ref, [(0, "one two three four five six")]) == 0
