@@ -56,10 +56,11 @@ class HubSettings:
 
     def __post_init__(self) -> None:
         check_id(self.hub_id, "hub id")
-        largest = int(self.chunking.max_s * SAMPLE_RATE * 2) + _HEADER_ROOM
+        longest_s = self.chunking.max_s + 2 * self.chunking.overlap_s  # a hard cut on each side
+        largest = int(longest_s * SAMPLE_RATE * 2) + _HEADER_ROOM
         if largest > MAX_CHUNK_BYTES:
             raise ValueError(
-                f"chunks of up to {self.chunking.max_s:.0f} s would exceed the {MAX_CHUNK_BYTES} byte message limit"
+                f"chunks of up to {longest_s:.0f} s of audio would exceed the {MAX_CHUNK_BYTES} byte message limit"
             )
 
 
