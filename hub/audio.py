@@ -65,8 +65,12 @@ class AudioError(ValueError):
 
     Examples: ``file not found: x.wav``, ``not an audio file: report.pdf``,
     ``no audio in file: blank.wav``,
-    ``recording is 7300 s long, over the 7200 s limit``.
+    ``recording is 7300 s long, over the 7200 s limit`` (that one a :class:`TooLong`).
     """
+
+
+class TooLong(AudioError):
+    """A recording over the ``max_duration_s`` limit of :func:`load_audio`."""
 
 
 def load_audio(
@@ -93,7 +97,7 @@ def load_audio(
     Raises:
         AudioError: the file is missing, not a regular file, unreadable or
             empty; the data is not audio, corrupt, or holds no samples; or it
-            is longer than ``max_duration_s``.
+            is longer than ``max_duration_s`` (then a :class:`TooLong`).
         OSError: ffmpeg/ffprobe themselves cannot be run (a set-up problem,
             not the input's fault).
     """
@@ -141,11 +145,11 @@ def _load_file(path: Path, label: str, max_duration_s: float | None) -> AudioSeg
     ffmpeg_input = f"file:{path}"
     duration_s = _probe(ffmpeg_input, label)
     if duration_s is not None and max_duration_s is not None and duration_s > max_duration_s:
-        raise AudioError(f"recording is {duration_s:.0f} s long, over the {max_duration_s:g} s limit")
+        raise TooLong(f"recording is {duration_s:.0f} s long, over the {max_duration_s:g} s limit")
     segment = _decode(ffmpeg_input, label, max_duration_s)
     length_s = len(segment) / 1000.0
     if max_duration_s is not None and length_s > max_duration_s:
-        raise AudioError(f"recording is longer than the {max_duration_s:g} s limit")
+        raise TooLong(f"recording is longer than the {max_duration_s:g} s limit")
     _LOGGER.debug("loaded %s: %.1f s of audio", label, length_s)
     return segment
 

@@ -10,6 +10,7 @@ WAV bytes only when a chunk is sent, so a job holds one copy of its audio.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -37,6 +38,10 @@ _LOGGER = logging.getLogger(__name__)
 Listener = Callable[[Job], None]
 NodeListener = Callable[[NodeStatus], None]
 _HEADER_ROOM = 64 * 1024  # WAV and JSON headers on top of the samples
+
+
+class JobRunning(RuntimeError):
+    """A job cannot be deleted while it is queued or running; the message is one line."""
 
 
 def new_hub_id() -> str:
@@ -154,6 +159,48 @@ class Hub:
 
     def online_nodes(self) -> int:
         return sum(1 for n in self.nodes() if n.state is NodeState.ONLINE)
+
+    def assignments(self) -> dict[str, list[str]]:
+        """Node id -> the chunks this hub has in flight on it now, as ``"<job id>/<seq>"``."""
+        out: dict[str, list[str]] = {}
+        with self._lock:
+            for job in self._dispatcher.jobs.values():
+                if job.is_finished:
+                    continue
+                for chunk in job.chunks:
+                    if chunk.state is ChunkState.ASSIGNED and chunk.node_id:
+                        out.setdefault(chunk.node_id, []).append(f"{job.id}/{chunk.seq}")
+        return out
+
+    # -- reading and deleting jobs, safe from any thread -------------------------------------
+    def job(self, job_id: str) -> Job | None:
+        """A copy of the job as it is now, without audio: from memory while this hub holds it, else from the store."""
+        with self._lock:
+            job = self._dispatcher.jobs.get(job_id)
+            if job is not None:
+                chunks = [dataclasses.replace(c, tried=set(c.tried)) for c in job.chunks]
+                return dataclasses.replace(job, audio=None, chunks=chunks)
+            return self.store.load(job_id) if self.store is not None else None
+
+    def summaries(self) -> list[dict[str, object]]:
+        """Every job in the store, newest first (see :meth:`JobStore.summaries`); empty without a store."""
+        with self._lock:
+            return self.store.summaries() if self.store is not None else []
+
+    def delete(self, job_id: str) -> bool:
+        """Forget a finished job, in memory and in the store. False if there is no such job.
+
+        Raises :class:`JobRunning` if the job is still queued or running.
+        """
+        with self._lock:
+            job = self._dispatcher.jobs.get(job_id)
+            if job is not None and not job.is_finished:
+                raise JobRunning(f"job {job_id} is still {job.state.value}; it can be deleted when it has finished")
+            self._dispatcher.forget_job(job_id)
+            stored = self.store.delete(job_id) if self.store is not None else False
+        if job is not None or stored:
+            _LOGGER.info("deleted job %s", job_id)
+        return job is not None or stored
 
     # -- broker callbacks (paho thread) --------------------------------------------------
     def _on_status(self, topic: str, payload: bytes, retained: bool) -> None:

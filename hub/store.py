@@ -156,10 +156,12 @@ class JobStore:
         if job.is_finished:
             self._audio_path(job.id).unlink(missing_ok=True)
 
-    def delete(self, job_id: str) -> None:
+    def delete(self, job_id: str) -> bool:
+        """Remove a job, its chunks and its audio. False if there was no such job."""
         with self._db:
-            self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            deleted = self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount
         self._audio_path(job_id).unlink(missing_ok=True)
+        return deleted > 0
 
     def _write_chunks(self, job: Job) -> None:
         self._db.executemany(
@@ -244,9 +246,15 @@ class JobStore:
         return row[0] if row else None
 
     def summaries(self) -> list[dict[str, object]]:
-        """Every job, newest first: id, name, state, created, error."""
-        rows = self._db.execute("SELECT id, name, state, created, error FROM jobs ORDER BY created DESC").fetchall()
-        return [dict(zip(("id", "name", "state", "created", "error"), r)) for r in rows]
+        """Every job, newest first: id, name, state, created, error, duration_s and its chunks done, failed, total."""
+        rows = self._db.execute(
+            "SELECT j.id, j.name, j.state, j.created, j.error, COALESCE(MAX(c.end_ms), 0) / 1000.0,"
+            " COUNT(CASE WHEN c.state = ? THEN 1 END), COUNT(CASE WHEN c.state = ? THEN 1 END), COUNT(c.seq)"
+            " FROM jobs j LEFT JOIN chunks c ON c.job_id = j.id GROUP BY j.id ORDER BY j.created DESC",
+            (ChunkState.DONE.value, ChunkState.FAILED.value),
+        ).fetchall()
+        keys = ("id", "name", "state", "created", "error", "duration_s", "done", "failed", "total")
+        return [dict(zip(keys, r)) for r in rows]
 
     def _audio_path(self, job_id: str) -> Path:
         return self.audio_dir / f"{job_id}.wav"
