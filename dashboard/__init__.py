@@ -1,4 +1,5 @@
-"""The edgescribe web dashboard (record, upload, live transcripts, nodes, history).
+"""The edgescribe web dashboard: record or upload audio, follow jobs and nodes live, browse the history.
 
-Not built yet: this package holds its place in the layout until its own issue.
+``python -m dashboard`` runs it with a hub inside (:mod:`dashboard.__main__`); ``create_app`` in
+:mod:`dashboard.app` builds the Flask application. The API is in docs/api.md.
 """

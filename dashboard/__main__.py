@@ -1,0 +1,128 @@
+"""``python -m dashboard``: the web dashboard, with a hub inside it.
+
+    python -m dashboard [--broker URL] [--local-nodes N] [--host HOST] [--port PORT] [--store DIR]
+
+Without ``--broker`` a private Mosquitto and 2 local edge nodes start beside it, exactly as for
+``python -m hub`` (:mod:`hub.launch`). The hub keeps its jobs in ``--store``: that is the history.
+The web server is werkzeug's threaded server, one thread per request (docs/architecture.md says
+why). Ctrl-C or SIGTERM stops the web server, the event streams, the hub, the local nodes and the
+broker, in that order.
+
+Exit codes: 0 stopped by a signal; 2 bad flags, or something could not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+from typing import NoReturn
+
+from werkzeug.serving import make_server
+
+from dashboard.app import close_app, create_app
+from dashboard.settings import DashboardSettings, default_store_dir
+from hub.broker import port_is_free
+from hub.launch import (
+    Interrupted, NodeLog, StartError, add_hub_args, add_job_args, check_args, hub_settings, local_hub,
+    stop_on_signals,
+)
+from hub.service import HubSettings
+from protocol.cli import env_default, setup_logging
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, not argparse's usage block."""
+        self.exit(2, f"{self.prog}: {message} (--help lists the flags)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m dashboard", description="The edgescribe web dashboard, with a hub inside it.")
+    add_hub_args(parser, "INFO")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address the web server listens on (default %(default)s; 0.0.0.0 for the LAN, "
+                             "see docs/operations.md: there is no login yet)")
+    parser.add_argument("--port", type=int, default=8080, help="web server port (default %(default)s; 0 picks a free one)")
+    parser.add_argument("--store", type=Path, default=default_store_dir(),
+                        help="the hub's job store, which holds the history (default: EDGESCRIBE_STORE, else "
+                             "$XDG_DATA_HOME/edgescribe, else ~/.local/share/edgescribe; here %(default)s)")
+    parser.add_argument("--max-upload-mb", type=float, default=env_default("--max-upload-mb", "200"),
+                        help="largest upload, in MB of 2^20 bytes (default %(default)s; env EDGESCRIBE_MAX_UPLOAD_MB)")
+    add_job_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        local = check_args(args)
+        settings = DashboardSettings(
+            store_dir=args.store, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+            max_duration_s=args.max_duration,
+        )
+        hub = hub_settings(args, store_dir=args.store)
+    except ValueError as exc:
+        print(f"dashboard: {exc}", file=sys.stderr)
+        return 2
+    try:  # before anything starts
+        free = settings.port == 0 or port_is_free(settings.port, settings.host)
+    except OSError as exc:  # e.g. an address this machine does not have
+        print(f"dashboard: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if not free:
+        print(f"dashboard: port {settings.port} on {settings.host} is taken; choose another with --port", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level)
+    stop_on_signals()
+    try:
+        return _run(args, local, settings, hub)
+    except Interrupted:  # a signal while starting
+        print("dashboard: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, local: int, settings: DashboardSettings, hub_settings: HubSettings) -> int:
+    try:
+        with local_hub(args, local, hub_settings, name="dashboard") as (hub, cluster):
+            app = create_app(settings, hub)
+            try:
+                hub.add_node_listener(NodeLog())
+                hub.start()
+                try:
+                    server = make_server(settings.host, settings.port, app, threaded=True)
+                except OSError as exc:  # taken since the check
+                    print(f"dashboard: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+                    return 2
+                http = threading.Thread(target=server.serve_forever, name="dashboard-http", daemon=True)
+                http.start()
+                print(f"edgescribe dashboard: {_url(settings.host, server.server_port)}", file=sys.stderr)
+                print(f"  hub {hub.hub_id}, broker {cluster.broker_url}, {local} local edge node(s), "
+                      f"store {settings.store_dir}. Ctrl-C stops everything.", file=sys.stderr, flush=True)
+                try:
+                    cluster.supervise(threading.Event())  # restarts a local node or the private broker that dies
+                except Interrupted:
+                    print("dashboard: stopping", file=sys.stderr, flush=True)
+                finally:
+                    server.shutdown()
+                    server.server_close()
+            finally:
+                close_app(app)
+    except StartError as exc:
+        print(f"dashboard: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _url(host: str, port: int) -> str:
+    """Where a browser on this machine finds the page."""
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

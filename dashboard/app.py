@@ -1,0 +1,70 @@
+"""The dashboard's Flask application: ``create_app(settings, hub)``.
+
+Everything the request handlers share (the settings, the hub, the event fan-out) lives in one
+:class:`Dashboard` in ``app.extensions``; this package keeps no module-level state. The hub must
+have a store: the history is read from it. ``create_app`` starts the ``dashboard-events`` thread;
+:func:`close_app` stops it and ends every event stream (before the hub stops).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Flask, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
+
+from dashboard.events import EventFanout
+from dashboard.settings import DashboardSettings
+from hub.service import Hub
+
+_LOGGER = logging.getLogger(__name__)
+EXTENSION = "edgescribe"
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    settings: DashboardSettings
+    hub: Hub
+    events: EventFanout
+
+
+def current() -> Dashboard:
+    """The dashboard of the app handling the current request."""
+    return current_app.extensions[EXTENSION]
+
+
+def create_app(settings: DashboardSettings, hub: Hub) -> Flask:
+    if hub.store is None:
+        raise ValueError("the dashboard needs a hub with a store (HubSettings.store_dir): its history lives there")
+    app = Flask(__name__, static_folder="static", template_folder="templates")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
+    events = EventFanout(hub, settings.client_queue)
+    app.extensions[EXTENSION] = Dashboard(settings, hub, events)
+
+    from dashboard import api, pages  # the blueprints reach the dashboard through current()
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    app.register_error_handler(HTTPException, _http_error)
+    events.start()
+    return app
+
+
+def close_app(app: Flask) -> None:
+    """Stop the event thread and end the event streams; the hub is the caller's to stop."""
+    app.extensions[EXTENSION].events.stop()
+
+
+def _http_error(exc: HTTPException) -> ResponseReturnValue:
+    """Errors under /api/ are JSON ``{"error": "..."}``; pages keep Flask's HTML."""
+    if not request.path.startswith("/api/"):
+        return exc
+    message = exc.description or exc.name
+    if isinstance(exc, RequestEntityTooLarge):
+        message = f"the upload is larger than the {current().settings.max_upload_mb:g} MB limit"
+    elif isinstance(exc, InternalServerError):
+        message = "internal error; the dashboard's log has the details"
+    return jsonify(error=message), exc.code or 500
