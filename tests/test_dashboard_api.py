@@ -1,0 +1,329 @@
+"""The dashboard's API (docs/api.md) against a real hub, a real Mosquitto and real nodes.
+
+Every wait is bounded and driven by an event (a hub listener, the event stream's own lines).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from pydub import AudioSegment
+
+from dashboard.app import EXTENSION, close_app, create_app
+from dashboard.events import Event, EventFanout
+from dashboard.settings import DashboardSettings
+from hub.procs import wait_gone
+from hub.service import Hub
+from tests.chainkit import processes_tagged, start_hub, start_nodes, tagged_env, unique_prefix, wait_online, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_UPLOAD_MB = 2
+MAX_DURATION_S = 20
+
+
+@pytest.fixture(scope="module")
+def dash(broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, Hub]]:
+    """A dashboard over a hub with a store, two sphinx nodes, 2 MB and 20 s limits, 1 s heartbeats."""
+    prefix = unique_prefix()
+    store = tmp_path_factory.mktemp("store")
+    nodes = start_nodes(broker.url, prefix, 2, name="dash")
+    hub = None
+    app = None
+    try:
+        hub = start_hub(broker.url, prefix, store_dir=store)
+        settings = DashboardSettings(store_dir=store, max_upload_mb=MAX_UPLOAD_MB, max_duration_s=MAX_DURATION_S,
+                                     heartbeat_s=1.0)
+        app = create_app(settings, hub)
+        app.testing = True
+        yield app, hub
+    finally:
+        if app is not None:
+            close_app(app)
+        if hub is not None:
+            hub.stop()
+        nodes.stop()
+
+
+@pytest.fixture
+def client(dash: tuple[Flask, Hub]) -> FlaskClient:
+    return dash[0].test_client()
+
+
+def finished(hub: Hub, job_id: str, timeout: float = 120) -> None:
+    changed = threading.Event()
+    hub.add_listener(lambda job: changed.set() if job.id == job_id else None)
+
+    def done() -> bool:
+        job = hub.job(job_id)
+        return job is not None and job.is_finished
+
+    wait_until(done, changed, timeout, f"job {job_id} to finish")
+
+
+def upload(client: FlaskClient, data: bytes, filename: str, **form: str):
+    return client.post("/api/jobs", data={"audio": (io.BytesIO(data), filename), **form},
+                       content_type="multipart/form-data")
+
+
+def tone_wav(seconds: float, rate: int = 8000) -> bytes:
+    """8-bit mono WAV of a quiet square wave: long recordings in few bytes."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(1)
+        w.setframerate(rate)
+        w.writeframes(bytes(120 if (i // 20) % 2 else 136 for i in range(int(seconds * rate))))
+    return buffer.getvalue()
+
+
+def test_the_page(client):
+    response = client.get("/")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+
+
+def test_upload_transcribe_download_delete(dash, client, corpus):
+    app, hub = dash
+    wait_online(hub, 2)
+    path, _ = corpus["jfk"]
+    created = upload(client, path.read_bytes(), "jfk.wav", name="JFK speech.wav")
+    assert created.status_code == 201, created.json
+    job_id = created.json["id"]
+    assert created.headers["Location"] == f"/api/jobs/{job_id}"
+
+    running = client.delete(f"/api/jobs/{job_id}")
+    assert running.status_code == 409 and "still" in running.json["error"]
+
+    finished(hub, job_id)
+    body = client.get(f"/api/jobs/{job_id}").json
+    assert body["name"] == "JFK speech.wav" and body["state"] == "done" and body["error"] == ""
+    assert "country" in body["text"]
+    assert body["duration_s"] == 11.0 and body["created"] <= time.time()
+    assert body["progress"] == {"done": len(body["chunks"]), "failed": 0, "total": len(body["chunks"])}
+    assert [c["seq"] for c in body["chunks"]] == list(range(len(body["chunks"])))
+    assert all(c["state"] == "done" and c["node_id"].startswith("dash-node") for c in body["chunks"])
+    assert body["chunks"][-1]["end_s"] == 11.0
+    assert body["segments"] and all(s["status"] == "ok" for s in body["segments"])
+    assert any(w["text"] == "country" for s in body["segments"] for w in s["words"])
+
+    listed = client.get("/api/jobs").json["jobs"]
+    mine = next(j for j in listed if j["id"] == job_id)
+    assert mine == {k: body[k] for k in ("id", "name", "state", "created", "duration_s", "progress")}
+    assert [j["created"] for j in listed] == sorted((j["created"] for j in listed), reverse=True)
+
+    expected = {"txt": "text/plain; charset=utf-8", "json": "application/json", "srt": "application/x-subrip",
+                "vtt": "text/vtt; charset=utf-8"}
+    for ext, content_type in expected.items():
+        got = client.get(f"/api/jobs/{job_id}/transcript?format={ext}")
+        assert got.status_code == 200 and got.content_type == content_type
+        assert got.headers["Content-Disposition"] == f'attachment; filename="JFK speech.{ext}"'
+        assert "country" in got.get_data(as_text=True)
+    assert json.loads(client.get(f"/api/jobs/{job_id}/transcript?format=json").data)["state"] == "done"
+    assert client.get(f"/api/jobs/{job_id}/transcript?format=vtt").data.startswith(b"WEBVTT\n")
+    assert client.get(f"/api/jobs/{job_id}/transcript?format=srt").data.startswith(b"1\n00:00:")
+    assert client.get(f"/api/jobs/{job_id}/transcript").data == client.get(f"/api/jobs/{job_id}/transcript?format=txt").data
+
+    # the nodes' own counts arrive with their next status, just after the results
+    changed = threading.Event()
+    hub.add_node_listener(lambda status: changed.set())
+    nodes = lambda: client.get("/api/nodes").json["nodes"]  # noqa: E731
+    wait_until(lambda: sum(n["done"] for n in nodes()) >= len(body["chunks"]), changed, 30, "the nodes' counts")
+    assert [n["node_id"] for n in nodes()] == ["dash-node1", "dash-node2"]
+    for node in nodes():
+        assert node["state"] == "online" and node["engine"] == "sphinx" and node["model"]
+        assert node["capacity"] == 1 and node["chunks"] == []
+        assert set(node) == {"node_id", "state", "engine", "model", "capacity", "active", "done", "rtf", "chunks"}
+    assert any(isinstance(n["rtf"], float) for n in nodes())
+
+    assert client.delete(f"/api/jobs/{job_id}").status_code == 204
+    assert client.get(f"/api/jobs/{job_id}").status_code == 404
+    assert client.delete(f"/api/jobs/{job_id}").status_code == 404
+    assert client.get(f"/api/jobs/{job_id}/transcript").status_code == 404
+    assert all(j["id"] != job_id for j in client.get("/api/jobs").json["jobs"])
+
+
+def test_refused_uploads_say_why_and_leave_no_files(client, corpus, monkeypatch, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    wav = corpus["jfk"][0].read_bytes()
+    before = client.get("/api/jobs").json["jobs"]
+
+    def refused(response, status: int, message: str) -> None:
+        assert response.status_code == status, response.data
+        assert response.mimetype == "application/json"
+        assert message in response.json["error"], response.json
+
+    refused(client.post("/api/jobs", data={"name": "x"}, content_type="multipart/form-data"), 400,
+            "no file in the form field 'audio'")
+    refused(client.post("/api/jobs", data={"name": "x"}), 400, "no file in the form field 'audio'")
+    refused(upload(client, b"", "empty.wav"), 400, "empty file: empty.wav")
+    refused(upload(client, b"these are my notes\n" * 100, "notes.txt"), 400, "not an audio file: notes.txt")
+    refused(upload(client, wav[:30], "cut.wav"), 400, "not an audio file: cut.wav")
+    refused(upload(client, wav[:44], "header.wav"), 400, "no audio in file: header.wav")
+    refused(upload(client, wav[:20] + b"\xff" * 4000, "corrupt.wav"), 400, "not an audio file: corrupt.wav")
+    refused(upload(client, os.urandom(MAX_UPLOAD_MB * 1024 * 1024 + 1), "huge.wav"), 413,
+            f"the upload is larger than the {MAX_UPLOAD_MB} MB limit")
+    refused(upload(client, tone_wav(MAX_DURATION_S + 5), "long.wav"), 422,
+            f"recording is 25 s long, over the {MAX_DURATION_S} s limit")
+    assert client.get("/api/jobs").json["jobs"] == before
+    assert list(scratch.iterdir()) == []
+
+
+def test_unknown_ids_formats_and_routes(client):
+    refused = client.get("/api/jobs/nope/transcript?format=doc")
+    assert refused.status_code == 400 and refused.json == {"error": "unknown format 'doc'; choose one of txt, json, srt, vtt"}
+    for response in (client.get("/api/jobs/nope"), client.get("/api/jobs/nope/transcript?format=txt"),
+                     client.delete("/api/jobs/nope"), client.get("/api/nope")):
+        assert response.status_code == 404 and response.json["error"]
+    assert client.put("/api/jobs").status_code == 405 and client.put("/api/jobs").json["error"]
+
+
+class EventReader:
+    """Reads a streamed text/event-stream response into (event, data) pairs; every read is bounded."""
+
+    def __init__(self, response) -> None:
+        self.response = response
+        self._chunks = response.iter_encoded()
+        self._text = ""
+        self.heartbeats = 0
+
+    def next(self, deadline: float) -> tuple[str, dict]:
+        while "\n\n" not in self._text:
+            assert time.monotonic() < deadline, "timed out reading the event stream"
+            self._text += next(self._chunks).decode()  # a heartbeat comes at least every second
+        block, self._text = self._text.split("\n\n", 1)
+        if block.startswith(":"):
+            self.heartbeats += 1
+            return self.next(deadline)
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        return fields["event"], json.loads(fields["data"])
+
+
+def test_the_event_stream_says_hello_then_follows_uploads(dash, client, corpus, tmp_path):
+    app, hub = dash
+    wait_online(hub, 2)
+    fanout = app.extensions[EXTENSION].events
+    speech = AudioSegment.from_wav(corpus["ps_goforward"][0])
+    browser = speech.export(io.BytesIO(), format="webm", codec="libopus").getvalue()  # as MediaRecorder sends
+    flac = AudioSegment.from_wav(corpus["ps_librivox_0880"][0]).export(io.BytesIO(), format="flac").getvalue()
+
+    response = client.get("/api/events", buffered=False)
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    reader = EventReader(response)
+    try:
+        deadline = time.monotonic() + 120
+        name, hello = reader.next(deadline)
+        assert name == "hello" and {n["node_id"] for n in hello["nodes"]} >= {"dash-node1", "dash-node2"}
+
+        ids: dict[str, str] = {}  # several uploads at once, each decoded in its own request thread
+        threads = [
+            threading.Thread(target=lambda f=f, d=d: ids.update({f: upload(app.test_client(), d, f).json["id"]}))
+            for f, d in (("recording.webm", browser), ("talk.flac", flac))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(ids) == ["recording.webm", "talk.flac"]
+
+        seen: dict[str, list[dict]] = {job_id: [] for job_id in ids.values()}
+        nodes_with_chunks = set()
+        while not all(events and events[-1]["state"] == "done" for events in seen.values()):
+            name, data = reader.next(deadline)
+            if name == "job" and data["id"] in seen:
+                assert "segments" not in data and {"text", "chunks", "progress", "error"} <= set(data)
+                seen[data["id"]].append(data)
+            elif name == "node" and data["chunks"]:
+                nodes_with_chunks.add(data["node_id"])
+        assert "forward" in seen[ids["recording.webm"]][-1]["text"]
+        assert "man" in seen[ids["talk.flac"]][-1]["text"]
+        assert all(len(events) >= 2 for events in seen.values())  # queued or running, then done
+        assert nodes_with_chunks  # a node event named the chunk it held
+        for job_id in ids.values():
+            assert client.delete(f"/api/jobs/{job_id}").status_code == 204
+    finally:
+        response.close()
+    assert fanout.subscribers() == 0
+
+
+def test_a_client_that_falls_behind_is_told_to_resync(dash):
+    app, hub = dash
+    fanout = EventFanout(hub, client_queue=3)  # not started: events are put in by hand
+    sub = fanout.subscribe()
+    fanout._publish([Event("node", {"node_id": "a", "done": 1})])
+    fanout._publish([Event("job", {"id": str(i)}) for i in range(5)])
+    events = sub.take(1)  # hello, node a and job 0 filled the queue: job 1 did not fit
+    assert [e.name for e in events] == ["resync", "hello", "job", "job", "job", "job"]
+    assert events[1].data == {"nodes": [{"node_id": "a", "done": 1}]}
+    assert [e.data["id"] for e in events[2:]] == ["1", "2", "3", "4"]
+    fanout.stop()
+    assert sub.take(1) is None
+
+
+def run_dashboard(*args: str, tag: str = "", timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dashboard", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=tagged_env(tag))
+
+
+def test_help_and_one_line_errors(tmp_path):
+    shown = run_dashboard("--help")
+    assert shown.returncode == 0
+    for flag in ("--broker", "--local-nodes", "--host", "--port", "--store", "--max-upload-mb", "--max-duration",
+                 "--engine", "--model", "EDGESCRIBE_STORE"):
+        assert flag in shown.stdout
+    for args, message in ((["--bogus"], "unrecognized arguments: --bogus"),
+                          (["--port", "http"], "invalid int value: 'http'"),
+                          (["--max-upload-mb", "0"], "the max upload must be a positive number"),
+                          (["--broker", "http://x"], "scheme")):
+        proc = run_dashboard(*args, "--store", str(tmp_path))
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_dashboard("--port", str(port), "--store", str(tmp_path))
+        assert proc.returncode == 2 and proc.stderr == f"dashboard: port {port} on 127.0.0.1 is taken; choose another with --port\n"
+
+
+def test_python_m_dashboard_serves_and_sigterm_stops_everything(tmp_path):
+    tag = unique_prefix()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dashboard", "--local-nodes", "1", "--port", "0", "--store", str(tmp_path / "store")],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=tagged_env(tag),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        url = ""
+        while not url:
+            assert time.monotonic() < deadline
+            line = proc.stderr.readline()
+            assert line, f"the dashboard exited early: {proc.wait()}"
+            if line.startswith("edgescribe dashboard: "):
+                url = line.split(": ", 1)[1].strip()
+        with urllib.request.urlopen(url + "api/jobs", timeout=10) as response:
+            assert json.load(response) == {"jobs": []}
+        started = processes_tagged(tag) - {proc.pid}
+        assert len(started) >= 2  # the broker and the node (and its engine process)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert wait_gone(processes_tagged(tag), 10) == set()
