@@ -223,11 +223,12 @@ def run_distributed(file: CorpusFile, engine: Engine, nodes: int, repeat: int) -
         raise _failure(cmd, proc)
     doc = json.loads(proc.stdout)
     segs = doc["segments"]
+    per_chunk = {s["seq"]: s for s in segs}  # a timed chunk has one segment per span
     return Run(
         file.name, "distributed", nodes, repeat, wall,
-        chunks=len(segs),
-        failed_chunks=sum(1 for s in segs if s["status"] in ("failed", "pending")),
-        node_seconds=sum(float(s.get("seconds") or 0.0) for s in segs),
+        chunks=len(per_chunk),
+        failed_chunks=sum(1 for s in per_chunk.values() if s["status"] in ("failed", "pending")),
+        node_seconds=sum(float(s.get("seconds") or 0.0) for s in per_chunk.values()),
         boundary_errors=boundary_errors(
             file.reference, [(s["seq"], s["text"]) for s in segs if s["status"] == "ok" and s["text"]]
         ),

@@ -80,11 +80,12 @@ def test_engine_and_model_reach_both_runs_and_the_json(tmp_path: Path, monkeypat
     model = tmp_path / "model"
     model.mkdir()
     commands: list[list[str]] = []
-    segment = {"seq": 0, "status": "ok", "text": "one two", "seconds": 1.0}
+    # a timed chunk has one segment per span, each carrying the chunk's node seconds
+    segments = [{"seq": 0, "status": "ok", "text": "one", "seconds": 1.0}, {"seq": 0, "status": "ok", "text": "two", "seconds": 1.0}]
 
     def fake_timed(cmd: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
         commands.append(cmd)
-        out = json.dumps({"segments": [segment]}) if "hub" in cmd else "one two three"
+        out = json.dumps({"segments": segments}) if "hub" in cmd else "one two three"
         return subprocess.CompletedProcess(cmd, 0, out, ""), 2.0
 
     monkeypatch.setattr(bench.accuracy, "_timed", fake_timed)
@@ -102,6 +103,7 @@ def test_engine_and_model_reach_both_runs_and_the_json(tmp_path: Path, monkeypat
     assert [(r["mode"], r["nodes"]) for r in doc["summary"]] == [("whole", 0), ("distributed", 1), ("distributed", 2)]
     assert doc["summary"][1]["wer_delta_points"] == pytest.approx(100 / 3)
     assert len(doc["runs"]) == 3 and doc["machine"]["nproc"]
+    assert (doc["runs"][1]["chunks"], doc["runs"][1]["node_seconds"]) == (1, 1.0)
 
 
 def test_help(capsys: pytest.CaptureFixture[str]) -> None:
