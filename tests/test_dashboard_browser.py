@@ -1,0 +1,357 @@
+"""The dashboard's page in a real browser: headless Debian Chromium (/usr/bin/chromium) driven by Playwright.
+
+One dashboard (``python -m dashboard``: a private broker, 2 local PocketSphinx nodes, a store in a
+temporary directory) serves every test here. The browser's fake microphone plays tests/data/jfk.wav
+once (``%noloop``) from the moment a page opens it, then silence. No browser is downloaded: Playwright
+drives the system's Chromium (scripts/install puts it there).
+
+Screenshots of each step go to tests/artifacts/browser/ (git-ignored): look at them after changing
+the page, at laptop (1280x800) and phone (390x844) sizes.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from hub.procs import processes_with_env, wait_gone
+from tests.chainkit import processes_tagged, tagged_env, unique_prefix
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.is_file():
+    pytest.skip(f"{CHROMIUM} is absent: run scripts/install (apt chromium) for the browser tests",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
+expect = sync_api.expect
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data"
+ARTIFACTS = Path(__file__).parent / "artifacts" / "browser"
+MICROPHONE = DATA / "jfk.wav"  # 16-bit PCM: the fake device gives silence for 24-bit, MP3 or a missing file
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+NODES = ("dashboard-node1", "dashboard-node2")  # local nodes are named <name>-nodeN by hub.launch
+CHROMIUM_ARGS = [
+    "--use-fake-ui-for-media-stream",  # grant the microphone without asking
+    "--use-fake-device-for-media-stream",
+    f"--use-file-for-fake-audio-capture={MICROPHONE}%noloop",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
+
+
+@dataclass
+class Dashboard:
+    """The running ``python -m dashboard`` and the lines it printed on stderr."""
+
+    proc: subprocess.Popen
+    tag: str
+    url: str = ""
+    lines: list[str] = field(default_factory=list)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def read(self) -> None:  # the reader thread
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self.changed:
+                self.lines.append(line)
+                self.changed.notify_all()
+        with self.changed:
+            self.changed.notify_all()
+
+    def wait_line(self, pattern: str, timeout: float) -> re.Match:
+        """Bounded wait for a stderr line matching ``pattern``."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                for line in self.lines:
+                    if match := regex.search(line):
+                        return match
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    tail = "".join(self.lines[-20:])
+                    raise AssertionError(f"no line matching {pattern!r} on the dashboard's stderr:\n{tail}")
+                self.changed.wait(left)
+
+    def api(self, path: str) -> str:
+        return self.url.rstrip("/") + path
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    tag = unique_prefix()
+    store = tmp_path_factory.mktemp("dashboard-store")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dashboard", "--local-nodes", "2", "--port", "0", "--store", str(store),
+         "--target-chunk", "6", "--max-chunk", "10", "--log-level", "WARNING"],
+        cwd=ROOT, env=tagged_env(tag), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )
+    dash = Dashboard(proc, tag)
+    threading.Thread(target=dash.read, name="dashboard-stderr", daemon=True).start()
+    try:
+        dash.url = dash.wait_line(r"edgescribe dashboard: (http://\S+)", 60).group(1)
+        for node in NODES:
+            dash.wait_line(rf"node {node}: online", 60)
+        yield dash
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+    assert wait_gone(processes_tagged(tag), 30) == set(), "the dashboard left processes behind"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def open_page(browser, viewport: dict[str, int], **options) -> tuple[object, object, list[str]]:
+    """A fresh context and page; the list collects uncaught script errors."""
+    context = browser.new_context(viewport=viewport, accept_downloads=True, **options)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return context, page, errors
+
+
+@pytest.fixture
+def page(browser) -> Iterator[object]:
+    context, page, errors = open_page(browser, LAPTOP)
+    try:
+        yield page
+    finally:
+        context.close()
+    assert errors == [], f"script errors on the page: {errors}"
+
+
+def shot(page, name: str) -> None:
+    """Save a screenshot of the whole page as tests/artifacts/browser/<name>.png."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True, animations="disabled")
+
+
+def goto(page, dashboard: Dashboard) -> None:
+    page.goto(dashboard.url)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+
+def assert_no_horizontal_scroll(page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"], f"the page is {width} px wide, wider than the screen"
+
+
+def history_item(page, name: str):
+    return page.locator("#job-list .job-item", has=page.locator(".job-item-name", has_text=re.compile(f"^{re.escape(name)}$")))
+
+
+# ------------------------------------------------------------------------------------------------ tests
+
+
+def test_record_through_the_microphone_and_see_the_words(page, dashboard):
+    goto(page, dashboard)
+    expect(page.locator("#node-list .node[data-state=online]")).to_have_count(2)
+    page.click("#record")
+    expect(page.locator("#record-label")).to_have_text("Stop")
+    # The meter must move: an unreadable fake-microphone file records silence without any error.
+    page.wait_for_function("Number(document.getElementById('level').dataset.peak) > 0.3", timeout=10_000)
+    shot(page, "laptop-1-recording")
+    # jfk.wav lasts 11 s; stop when the page's own clock has passed it.
+    page.wait_for_function(
+        "(() => { const [m, s] = document.getElementById('elapsed').textContent.split(':').map(Number);"
+        " return m * 60 + s >= 12; })()",
+        timeout=30_000,
+    )
+    page.click("#record")
+    expect(page.locator("#record-label")).to_have_text("Record")
+    # the recording is uploaded at once and its job opens by itself
+    expect(page.locator("#job-title")).to_have_text(re.compile("^Recording "), timeout=20_000)
+    expect(page.locator("#chunk-strip .chunk")).not_to_have_count(0)
+    shot(page, "laptop-2-transcribing")
+    expect(page.locator("#job-state")).to_have_text("Done", timeout=90_000)
+    expect(page.locator("#chunk-strip .chunk-done")).to_have_count(page.locator("#chunk-strip .chunk").count())
+    text = page.locator("#transcript").inner_text().lower()
+    assert "country" in text and "fellow americans" in text, text
+    expect(page.locator("#record-error")).to_be_hidden()
+    shot(page, "laptop-3-recorded")
+
+
+def test_upload_by_picker_then_copy_and_download(browser, dashboard, tmp_path):
+    context, page, errors = open_page(browser, LAPTOP)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=dashboard.url.rstrip("/"))
+    try:
+        goto(page, dashboard)
+        clip = DATA / "lhotse_2412-153948-0000.wav"  # 11.7 s: two chunks or more
+        page.set_input_files("#file-input", str(clip))
+        expect(page.locator("#job-title")).to_have_text(clip.name, timeout=20_000)
+        expect(page.locator("#job-state")).to_have_text("Done", timeout=90_000)
+        chunks = page.locator("#chunk-strip .chunk")
+        assert chunks.count() >= 2
+        expect(page.locator("#chunk-strip .chunk-done")).to_have_count(chunks.count())
+        expect(page.locator("#job-progress")).to_have_attribute("aria-valuenow", "100")
+        expect(page.locator("#transcript")).to_contain_text("native country")
+        expect(history_item(page, clip.name)).to_have_attribute("aria-current", "true")
+        shot(page, "laptop-4-uploaded")
+
+        page.click("#copy")
+        expect(page.locator("#job-notice")).to_have_text("Copied the transcript.")
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert "native country" in copied
+
+        with page.expect_download() as download_info:
+            page.click("#download-txt")
+        download = download_info.value
+        assert download.suggested_filename == f"{clip.stem}.txt"
+        saved = tmp_path / download.suggested_filename
+        download.save_as(saved)
+        assert saved.read_text(encoding="utf-8").strip() == copied.strip()
+    finally:
+        context.close()
+    assert errors == []
+
+
+def test_drop_two_files_at_once_open_one_by_keyboard_and_delete_it(page, dashboard):
+    goto(page, dashboard)
+    clips = [DATA / "ps_goforward.wav", DATA / "ps_librivox_0880.wav"]
+    files = [(clip.name, base64.b64encode(clip.read_bytes()).decode()) for clip in clips]
+    transfer = page.evaluate_handle(
+        """(files) => {
+            const transfer = new DataTransfer();
+            for (const [name, b64] of files) {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], name, { type: "audio/wav" }));
+            }
+            return transfer;
+        }""",
+        files,
+    )
+    page.dispatch_event("#dropzone", "dragenter", {"dataTransfer": transfer})
+    expect(page.locator("#dropzone")).to_have_class(re.compile(r"\bdragging\b"))
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
+    expect(page.locator("#uploads .upload")).to_have_count(2)
+    for clip in clips:
+        expect(history_item(page, clip.name).locator(".badge")).to_have_text("Done", timeout=90_000)
+    expect(page.locator("#uploads .upload .badge", has_text="Done")).to_have_count(2)
+
+    # open the second one from the history with the keyboard only
+    item = history_item(page, clips[1].name)
+    item.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#job-title")).to_have_text(clips[1].name)
+    expect(page.locator("#job-title")).to_be_focused()
+    expect(page.locator("#transcript")).to_contain_text("ill disposed")
+    job_id = page.evaluate("decodeURIComponent(location.hash.slice('#job='.length))")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete")
+    expect(history_item(page, clips[1].name)).to_have_count(0)
+    expect(page.locator("#job-view")).to_be_hidden()
+    assert page.request.get(dashboard.api(f"/api/jobs/{job_id}")).status == 404
+
+
+def test_a_file_that_is_not_audio_shows_the_servers_message(page, dashboard):
+    goto(page, dashboard)
+    junk = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"These are meeting notes, not audio.\n"}
+    answer = page.request.post(dashboard.api("/api/jobs"), multipart={"audio": junk})
+    assert answer.status == 400
+    message = answer.json()["error"]
+    assert message
+
+    page.set_input_files("#file-input", files=[junk])
+    error = page.locator("#uploads .upload-error")
+    expect(error).to_have_text(message)
+    expect(error).to_have_attribute("role", "alert")
+    shot(page, "laptop-5-not-audio")
+    page.click("#uploads [data-dismiss]")
+    expect(page.locator("#uploads .upload")).to_have_count(0)
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [("NotAllowedError", "refused"), ("NotFoundError", "No microphone")],
+)
+def test_a_refused_or_missing_microphone_is_explained(browser, dashboard, error, words):
+    context, page, errors = open_page(browser, LAPTOP)
+    try:
+        # the browser's answer when the user says no, or when there is no input device
+        page.add_init_script(
+            "navigator.mediaDevices.getUserMedia = () =>"
+            f" Promise.reject(new DOMException('test', {error!r}));"
+        )
+        goto(page, dashboard)
+        page.click("#record")
+        expect(page.locator("#record-error")).to_contain_text(words)
+        expect(page.locator("#record-label")).to_have_text("Record")
+        if error == "NotAllowedError":
+            shot(page, "laptop-6-microphone-refused")
+    finally:
+        context.close()
+    assert errors == []
+
+
+def test_phone_layout_has_no_horizontal_scroll(browser, dashboard):
+    context, page, errors = open_page(browser, PHONE, is_mobile=True, has_touch=True)
+    try:
+        clip = DATA / "ps_librivox_0890.wav"
+        audio = {"name": clip.name, "mimeType": "audio/wav", "buffer": clip.read_bytes()}
+        answer = page.request.post(dashboard.api("/api/jobs"), multipart={"audio": audio, "name": "On the phone"})
+        assert answer.status == 201, answer.text()
+        goto(page, dashboard)
+        assert_no_horizontal_scroll(page)
+        shot(page, "phone-1-top")
+        history_item(page, "On the phone").tap()
+        expect(page.locator("#job-title")).to_have_text("On the phone")
+        expect(page.locator("#job-state .badge")).to_have_text("Done", timeout=90_000)
+        assert_no_horizontal_scroll(page)
+        page.locator("#job").scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "phone-2-job.png"), animations="disabled")
+        shot(page, "phone-3-whole-page")
+        page.emulate_media(color_scheme="dark")
+        shot(page, "phone-4-dark")
+    finally:
+        context.close()
+    assert errors == []
+
+
+def test_nodes_panel_shows_a_node_that_stops(page, dashboard):
+    goto(page, dashboard)
+    node = page.locator('#node-list .node[data-node-id="dashboard-node2"]')
+    expect(node).to_have_attribute("data-state", "online")
+    expect(node.locator(".node-engine")).to_contain_text("sphinx")
+    expect(page.locator("#node-list .node")).to_have_count(2)
+
+    (pid,) = [pid for pid, cmd in processes_with_env("EDGESCRIBE_TEST_TAG", dashboard.tag).items()
+              if "--node-id dashboard-node2" in cmd and "-m edge_node" in cmd]
+    os.kill(pid, signal.SIGTERM)  # a clean stop: the node says draining, then offline
+    expect(node).to_have_attribute("data-state", re.compile("^(offline|draining)$"), timeout=20_000)
+    shot(page, "laptop-7-node-stopped")
+    # the dashboard restarts its local nodes; the panel follows without a reload
+    expect(node).to_have_attribute("data-state", "online", timeout=60_000)
+    expect(page.locator("#nodes-count")).to_have_text("2 of 2 online")
