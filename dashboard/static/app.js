@@ -290,15 +290,19 @@ function renderChunks(job) {
   const chunks = Array.isArray(job.chunks) ? job.chunks : [];
   while (strip.children.length > chunks.length) strip.lastElementChild.remove();
   while (strip.children.length < chunks.length) strip.append(h("li", {}));
+  const dense = chunks.length > 24; // many chunks: even squares, not bars as wide as their time
+  strip.classList.toggle("dense", dense);
   chunks.forEach((chunk, i) => {
     const cell = strip.children[i];
     const length = Math.max(0.5, (chunk.end_s || 0) - (chunk.start_s || 0));
     cell.className = `chunk chunk-${chunk.state}`;
-    cell.style.flexGrow = String(length);
+    cell.style.flexGrow = dense ? "" : String(length);
     cell.dataset.state = chunk.state;
     const label = chunkLabel(chunk);
-    cell.title = label;
-    cell.setAttribute("aria-label", label);
+    if (cell.title !== label) {
+      cell.title = label;
+      cell.replaceChildren(h("span", { class: "visually-hidden" }, label)); // read out by screen readers
+    }
   });
   strip.hidden = chunks.length === 0;
   const busy = chunks.filter((c) => c.state === "assigned");
