@@ -21,19 +21,19 @@ import pytest
 from pydub import AudioSegment
 
 from edge_node.engines import NoSpeech, create_engine
-from hub.chunking import ChunkingSettings, ChunkSpec, plan_chunks
+from hub.chunking import ChunkSpec, plan_chunks
 from hub.jobs import ChunkState, Job, JobState
 from hub.service import Hub
 from hub.transcript import to_text
 from protocol.messages import NodeState, NodeStatus
-from tests.chainkit import finished, speech, start_hub, start_nodes, unique_prefix, wait_online, wait_until
+from tests.chainkit import TEST_CHUNKING, finished, speech, start_hub, start_nodes, unique_prefix, wait_online, wait_until
 from tests.netcut import CUTS, CuttableLink
 
 SHORT = ["ps_librivox_0870", "ps_librivox_0880", "ps_librivox_0890"]
 KEEPALIVE_BOUND_S = 20.0  #: node keepalive 5 s; the broker gives up on a silent client after 1.5-2.5x that
 RESET_BOUND_S = 3.0  #: a closed connection: the broker publishes the Will at once
 BACK_BOUND_S = 45.0  #: a node that was cut off is online again this long after the link is back
-CHUNKING = ChunkingSettings(target_s=6, max_s=10, min_s=1)  #: the chunking of tests.chainkit.start_hub
+CHUNKING = TEST_CHUNKING  #: the chunking of tests.chainkit.start_hub
 
 
 @dataclass(frozen=True)
