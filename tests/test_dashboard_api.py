@@ -185,6 +185,28 @@ def test_refused_uploads_say_why_and_leave_no_files(client, corpus, monkeypatch,
     assert list(scratch.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("filename", "export"),
+    [
+        ("talk.mp3", {"format": "mp3"}),
+        ("talk.ogg", {"format": "ogg", "codec": "libopus"}),
+        ("talk.m4a", {"format": "ipod", "codec": "aac"}),
+    ],
+)
+def test_every_listed_format_is_accepted_and_transcribed(dash, client, corpus, filename, export):
+    speech = AudioSegment.from_wav(corpus["ps_goforward"][0])
+    data = speech.export(io.BytesIO(), **export).getvalue()
+
+    response = upload(client, data, filename)
+
+    assert response.status_code == 201, response.get_json()
+    job_id = response.get_json()["id"]
+    finished(dash[1], job_id)
+    body = client.get(f"/api/jobs/{job_id}").get_json()
+    assert body["state"] == "done" and abs(body["duration_s"] - len(speech) / 1000) < 0.2
+    assert "forward" in body["text"].lower(), body["text"]
+
+
 def test_unknown_ids_formats_and_routes(client):
     refused = client.get("/api/jobs/nope/transcript?format=doc")
     assert refused.status_code == 400 and refused.json == {"error": "unknown format 'doc'; choose one of txt, json, srt, vtt"}
