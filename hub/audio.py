@@ -42,6 +42,7 @@ import io
 import logging
 import math
 import os
+import struct
 import subprocess
 import tempfile
 import wave
@@ -138,6 +139,39 @@ def wav_bytes(segment: AudioSegment) -> bytes:
         writer.setnframes(len(raw) // _SAMPLE_WIDTH)
         writer.writeframes(raw)
     return buffer.getvalue()
+
+
+_WAV_HEADER = 44  # bytes before the samples in a WAV written by :func:`wav_bytes`
+
+
+def write_wav_at(path: Path, first_sample: int, pcm: bytes) -> None:
+    """Write 16-bit mono ``pcm`` into the WAV at ``path`` from sample ``first_sample`` on, and sync it.
+
+    Makes the file (16 kHz) if there is none, and grows it: a WAV that is written as audio
+    arrives. Samples are written before the header counts them, so after a crash the header
+    counts only samples that are there. Between the old end and ``first_sample`` the file reads
+    as silence (a hole: no disk used). Writing over samples that are there replaces them.
+    """
+    if first_sample < 0 or len(pcm) % _SAMPLE_WIDTH:
+        raise ValueError("write_wav_at needs a sample offset >= 0 and whole 16-bit samples")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with os.fdopen(fd, "r+b") as f:
+        header = f.read(_WAV_HEADER)
+        if not header:
+            header = wav_bytes(AudioSegment.silent(0, frame_rate=SAMPLE_RATE))
+        if len(header) != _WAV_HEADER or header[36:40] != b"data":
+            raise ValueError(f"{path} is not a WAV that write_wav_at wrote")
+        (size,) = struct.unpack("<I", header[40:44])
+        start = first_sample * _SAMPLE_WIDTH
+        f.seek(_WAV_HEADER + start)
+        f.write(pcm)
+        size = max(size, start + len(pcm))
+        f.flush()
+        os.fsync(f.fileno())
+        f.seek(0)
+        f.write(header[:4] + struct.pack("<I", 36 + size) + header[8:40] + struct.pack("<I", size))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _load_file(path: Path, label: str, max_duration_s: float | None) -> AudioSegment:

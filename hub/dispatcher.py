@@ -98,8 +98,13 @@ class Dispatcher:
     # -- inputs ------------------------------------------------------------------
     def add_job(self, job: Job) -> None:
         self.jobs[job.id] = job
-        if not job.chunks:
+        if not job.chunks and not job.open:
             self._finish(job)
+
+    def close_job(self, job: Job) -> None:
+        """A stream gets no more chunks: it finishes once every chunk it has is done or failed."""
+        job.open = False
+        self._check_finished(job)
 
     def resume_job(self, job: Job, now: float) -> None:
         """Take back a job from the store after a restart.
@@ -165,6 +170,7 @@ class Dispatcher:
             self._release(chunk)
             chunk.state = ChunkState.DONE
             chunk.result = result
+            chunk.audio = None
             chunk.node_id = result.node_id
             self._check_finished(job)
             return job
@@ -225,7 +231,9 @@ class Dispatcher:
         for job in list(self.jobs.values()):
             if job.is_finished:
                 continue
-            waiting = job.count(ChunkState.ASSIGNED) == 0 and not self._usable_node(job.language)
+            # an open stream with nothing queued waits for speech, not for a node
+            waiting = (job.count(ChunkState.ASSIGNED) == 0 and job.count(ChunkState.QUEUED) > 0
+                       and not self._usable_node(job.language))
             if not waiting:
                 job.idle_since = None
             elif job.idle_since is None:
@@ -316,18 +324,22 @@ class Dispatcher:
         if chunk.failures >= self.settings.max_attempts:
             chunk.state = ChunkState.FAILED
             chunk.reason = reason
+            chunk.audio = None
             _LOGGER.error("chunk %s/%d failed %d times, giving up: %s", job.id, chunk.seq, chunk.failures, reason)
             self._check_finished(job)
         else:
             chunk.state = ChunkState.QUEUED
 
     def _check_finished(self, job: Job) -> None:
+        if job.open:
+            return
         if all(c.state in (ChunkState.DONE, ChunkState.FAILED) for c in job.chunks):
             job.state = JobState.PARTIAL if job.count(ChunkState.FAILED) else JobState.DONE
             self._finish(job)
 
     @staticmethod
     def _finish(job: Job) -> None:
+        job.open = False  # a stream that fails as a whole takes no more chunks
         if not job.chunks and not job.is_finished:
             job.state = JobState.DONE
         job.finished.set()

@@ -41,6 +41,9 @@ class ChunkWork:
     tried: set[str] = field(default_factory=set)
     result: Result | None = None
     reason: str = ""  #: why it failed
+    #: this chunk's own audio (overlap included) in a stream, whose job holds no whole recording;
+    #: dropped once the chunk is done or failed
+    audio: AudioSegment | None = field(default=None, repr=False)
 
     @property
     def offset_s(self) -> float:
@@ -57,7 +60,9 @@ class ChunkWork:
 class Job:
     id: str
     name: str
-    audio: AudioSegment | None  #: None once finished and loaded from the store (only results matter then)
+    #: None once finished and loaded from the store (only results matter then), and while a stream is open
+    #: (its chunks carry their own audio; a stream resumed from the store has its audio here)
+    audio: AudioSegment | None
     chunks: list[ChunkWork]
     language: str = "en-US"
     created: float = field(default_factory=time.time)
@@ -66,6 +71,8 @@ class Job:
     error: str = ""
     idle_since: float | None = None  #: monotonic; since when it has waited with no node online
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
+    #: a stream still growing (:meth:`hub.service.Hub.open_stream`): it cannot finish until it is closed
+    open: bool = False
 
     @property
     def duration_s(self) -> float:

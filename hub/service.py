@@ -6,6 +6,10 @@ one lock, then wakes the dispatch thread. The dispatch thread assigns queued
 chunks and expires leases; it sleeps on a condition variable until the next
 event or the next lease deadline, never on a fixed timer. Audio is cut into
 WAV bytes only when a chunk is sent, so a job holds one copy of its audio.
+
+A stream (:meth:`Hub.open_stream`, e.g. a microphone session, see :mod:`hub.listen`) is a job
+that starts empty and grows: :meth:`Hub.append` adds one chunk at a time, with its own audio,
+and the job finishes only after :meth:`Hub.close_stream`, once every chunk is done or failed.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 from pydub import AudioSegment
 
 from hub.audio import SAMPLE_RATE, wav_bytes
-from hub.chunking import ChunkingSettings, plan_chunks
+from hub.chunking import ChunkingSettings, ChunkSpec, plan_chunks
 from hub.dispatcher import Assignment, DispatchSettings, Dispatcher
 from hub.jobs import ChunkState, ChunkWork, Job
 from hub.store import JobStore
@@ -42,6 +46,10 @@ _HEADER_ROOM = 64 * 1024  # WAV and JSON headers on top of the samples
 
 class JobRunning(RuntimeError):
     """A job cannot be deleted while it is queued or running; the message is one line."""
+
+
+class StreamClosed(RuntimeError):
+    """A stream takes no more audio: it was closed, or it failed as a whole; the message is one line."""
 
 
 def new_hub_id() -> str:
@@ -101,13 +109,19 @@ class Hub:
     def start(self) -> None:
         if self.store is not None:
             resumed = self.store.unfinished()
+            cut_off = [job for job in resumed if job.open]
             with self._lock:
                 for job in resumed:
                     self._dispatcher.resume_job(job, self._clock())
+                    if job.open:  # whatever fed it ended with the last hub: no more audio will come
+                        self._dispatcher.close_job(job)
                     self._persist([job])
             for job in resumed:
                 _LOGGER.info("resumed job %s (%s): %d of %d chunks done", job.id, job.name,
                              job.count(ChunkState.DONE), len(job.chunks))
+            for job in cut_off:
+                _LOGGER.warning("stream %s (%s) was cut off when the last hub stopped; closed with %d chunks",
+                                job.id, job.name, len(job.chunks))
         self._thread.start()
         self._link.start()
         _LOGGER.info("hub %s using broker %s, topic prefix %s", self.hub_id, self.settings.broker, self._topics.prefix)
@@ -153,6 +167,69 @@ class Hub:
         self._notify([job])
         return job
 
+    # -- streams -------------------------------------------------------------------------
+    def open_stream(self, name: str = "stream") -> Job:
+        """A new, empty job that grows with :meth:`append` until :meth:`close_stream`."""
+        job = Job(id=uuid.uuid4().hex[:16], name=name, audio=None, chunks=[], language=self.settings.language, open=True)
+        if self.store is not None:
+            self.store.append_audio(job.id, 0, b"")
+        with self._lock:
+            if self.store is not None:
+                self.store.add(job)
+            self._dispatcher.add_job(job)
+        _LOGGER.info("stream %s (%s) opened", job.id, name)
+        self._notify([job])
+        return job
+
+    def append(self, job: Job, spec: ChunkSpec, audio: AudioSegment) -> ChunkWork:
+        """Queue one more chunk of an open stream: ``spec`` in the stream's time, ``audio`` its sound.
+
+        ``audio`` (16 kHz mono 16-bit) covers ``[spec.audio_start_ms, spec.audio_end_ms)``, overlap
+        included; ``spec`` starts where the last chunk ended or later. A long utterance comes as
+        several chunks that overlap at their cuts (``tail_ms``/``lead_ms``), which the transcript
+        joins (:mod:`hub.merge`). With a store, the audio is written to the stream's file and synced
+        first. Raises :class:`StreamClosed` if the stream takes no more, ValueError for bad input.
+        """
+        if audio.frame_rate != SAMPLE_RATE or audio.channels != 1 or audio.sample_width != 2:
+            raise ValueError("audio must be 16 kHz mono 16-bit")
+        expected = (spec.audio_end_ms - spec.audio_start_ms) * SAMPLE_RATE // 1000
+        if int(audio.frame_count()) != expected:
+            raise ValueError(f"the audio holds {int(audio.frame_count())} samples, the chunk's span {expected}")
+        longest_ms = 1000 * (self.settings.chunking.max_s + 2 * self.settings.chunking.overlap_s)
+        if spec.audio_end_ms - spec.audio_start_ms > longest_ms:
+            raise ValueError(f"a chunk of {spec.audio_end_ms - spec.audio_start_ms} ms is over the {longest_ms:.0f} ms limit")
+        with self._lock:
+            self._check_appendable(job, spec)
+        if self.store is not None:  # outside the lock: syncing a file can take a while on an SD card
+            self.store.append_audio(job.id, spec.audio_start_ms, audio.raw_data)
+        with self._lock:
+            self._check_appendable(job, spec)
+            chunk = ChunkWork(len(job.chunks), spec, audio=audio)
+            job.chunks.append(chunk)
+            self._persist([job])
+            self._wake.notify_all()
+        _LOGGER.info("stream %s: chunk %d, %.1f-%.1f s", job.id, chunk.seq, spec.start_ms / 1000, spec.end_ms / 1000)
+        self._notify([job])
+        return chunk
+
+    def close_stream(self, job: Job) -> None:
+        """No more chunks: the stream finishes (``job.finished``) once every chunk is done or failed."""
+        with self._lock:
+            if not job.open:
+                return
+            self._dispatcher.close_job(job)
+            self._persist([job])
+            self._wake.notify_all()
+        _LOGGER.info("stream %s closed with %d chunks", job.id, len(job.chunks))
+        self._notify([job])
+
+    def _check_appendable(self, job: Job, spec: ChunkSpec) -> None:
+        if not job.open or self._dispatcher.jobs.get(job.id) is not job:
+            reason = f": {job.error}" if job.error else ""
+            raise StreamClosed(f"stream {job.id} takes no more audio ({job.state.value}{reason})")
+        if job.chunks and spec.start_ms < job.chunks[-1].spec.end_ms:
+            raise ValueError(f"a chunk from {spec.start_ms} ms starts before the last one ends ({job.chunks[-1].spec.end_ms} ms)")
+
     def nodes(self) -> list[NodeStatus]:
         with self._lock:
             return [v.status for v in self._dispatcher.nodes.values()]
@@ -178,7 +255,7 @@ class Hub:
         with self._lock:
             job = self._dispatcher.jobs.get(job_id)
             if job is not None:
-                chunks = [dataclasses.replace(c, tried=set(c.tried)) for c in job.chunks]
+                chunks = [dataclasses.replace(c, tried=set(c.tried), audio=None) for c in job.chunks]
                 return dataclasses.replace(job, audio=None, chunks=chunks)
             return self.store.load(job_id) if self.store is not None else None
 
@@ -261,6 +338,10 @@ class Hub:
 
     def _send(self, a: Assignment) -> None:
         spec = a.chunk.spec
+        audio = a.chunk.audio  # a stream's chunk carries its own; else cut from the job's recording
+        if audio is None:
+            assert a.job.audio is not None
+            audio = a.job.audio[spec.audio_start_ms : spec.audio_end_ms]
         chunk = Chunk(
             job_id=a.job.id,
             seq=a.chunk.seq,
@@ -271,7 +352,7 @@ class Hub:
             sample_rate=SAMPLE_RATE,
             deadline=time.time() + a.lease_s,
             lease_s=round(a.lease_s, 3),
-            audio=wav_bytes(a.job.audio[spec.audio_start_ms : spec.audio_end_ms]),
+            audio=wav_bytes(audio),
             language=self.settings.language,
         )
         _LOGGER.info("chunk %s/%d (%.1f s) -> %s, attempt %d", a.job.id, a.chunk.seq, a.chunk.duration_s, a.node_id, a.attempt)

@@ -3,7 +3,8 @@
 Layout of a store directory::
 
     hub.sqlite3     jobs, chunks (state, attempts, result), the hub's own id
-    audio/<id>.wav  the recording of each unfinished job (16 kHz mono 16-bit)
+    audio/<id>.wav  the recording of each unfinished job (16 kHz mono 16-bit); for a stream, its
+                    session audio as it arrives, silent between utterances
     hub.lock        held (flock) by the one hub process using the store
 
 Every change of a job is written before the hub acknowledges the MQTT message
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from pydub import AudioSegment
 
-from hub.audio import wav_bytes
+from hub.audio import SAMPLE_RATE, wav_bytes, write_wav_at
 from hub.chunking import ChunkSpec
 from hub.jobs import ChunkState, ChunkWork, Job, JobState
 from protocol.errors import ProtocolError
@@ -43,7 +44,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created REAL NOT NULL,
     state TEXT NOT NULL,
     error TEXT NOT NULL DEFAULT '',
-    digest TEXT NOT NULL DEFAULT ''
+    digest TEXT NOT NULL DEFAULT '',
+    open INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS chunks (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -109,10 +111,11 @@ class JobStore:
 
     def _upgrade(self) -> None:
         """Bring a store written by an earlier version up to this schema (columns added since)."""
-        have = {row[1] for row in self._db.execute("PRAGMA table_info(chunks)")}
-        for column in ("lead_ms", "tail_ms"):
-            if column not in have:
-                self._db.execute(f"ALTER TABLE chunks ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+        for table, columns in (("chunks", ("lead_ms", "tail_ms")), ("jobs", ("open",))):
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         self._db.close()
@@ -137,13 +140,21 @@ class JobStore:
         tmp.write_bytes(wav_bytes(job.audio))
         os.replace(tmp, path)
 
+    def append_audio(self, job_id: str, start_ms: int, pcm: bytes) -> None:
+        """Write a stream's audio from ``start_ms`` on into its file, synced (see :func:`hub.audio.write_wav_at`).
+
+        Touches no table: safe outside the hub's lock. An empty ``pcm`` makes the (empty) file.
+        """
+        write_wav_at(self._audio_path(job_id), start_ms * SAMPLE_RATE // 1000, pcm)
+
     def add(self, job: Job, digest: str = "") -> None:
-        """Keep a new job's rows; :meth:`save_audio` must have written its audio first."""
+        """Keep a new job's rows; :meth:`save_audio` (or :meth:`append_audio`) must have written its audio first."""
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
-                "INSERT INTO jobs (id, name, language, created, state, error, digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job.id, job.name, job.language, job.created, job.state.value, job.error, digest),
+                "INSERT INTO jobs (id, name, language, created, state, error, digest, open)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (job.id, job.name, job.language, job.created, job.state.value, job.error, digest, int(job.open)),
             )
             self._write_chunks(job)
 
@@ -151,7 +162,10 @@ class JobStore:
         """Write a job's state and every chunk's; drop its audio once it is finished."""
         with self._db:
             self._db.execute("BEGIN")
-            self._db.execute("UPDATE jobs SET state = ?, error = ? WHERE id = ?", (job.state.value, job.error, job.id))
+            self._db.execute(
+                "UPDATE jobs SET state = ?, error = ?, open = ? WHERE id = ?",
+                (job.state.value, job.error, int(job.open), job.id),
+            )
             self._write_chunks(job)
         if job.is_finished:
             self._audio_path(job.id).unlink(missing_ok=True)
@@ -192,7 +206,7 @@ class JobStore:
 
     def load(self, job_id: str, with_audio: bool = False) -> Job | None:
         row = self._db.execute(
-            "SELECT id, name, language, created, state, error FROM jobs WHERE id = ?", (job_id,)
+            "SELECT id, name, language, created, state, error, open FROM jobs WHERE id = ?", (job_id,)
         ).fetchone()
         if row is None:
             return None
@@ -210,7 +224,7 @@ class JobStore:
                 return None
         job = Job(
             id=row[0], name=row[1], audio=audio, chunks=self._chunks(job_id), language=row[2], created=row[3],
-            state=JobState(row[4]), error=row[5],
+            state=JobState(row[4]), error=row[5], open=bool(row[6]),
         )
         if job.is_finished:
             job.finished.set()
