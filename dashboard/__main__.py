@@ -22,11 +22,11 @@ from typing import NoReturn
 from werkzeug.serving import make_server
 
 from dashboard.app import close_app, create_app
-from dashboard.settings import DashboardSettings, default_store_dir
+from dashboard.settings import DashboardSettings
 from hub.broker import port_is_free
 from hub.launch import (
-    Interrupted, NodeLog, StartError, add_hub_args, add_job_args, check_args, hub_settings, local_hub,
-    stop_on_signals,
+    Interrupted, NodeLog, StartError, add_hub_args, add_job_args, check_args, default_store_dir, hub_settings,
+    local_hub, stop_on_signals,
 )
 from hub.service import HubSettings
 from protocol.cli import env_default, setup_logging

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.cli import env_default
 
 MB = 1024 * 1024  #: what ``max_upload_mb`` counts in
-
-
-def default_store_dir() -> Path:
-    """``EDGESCRIBE_STORE``, else ``$XDG_DATA_HOME/edgescribe``, else ``~/.local/share/edgescribe``."""
-    stated = env_default("--store")
-    if stated:
-        return Path(stated)
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "edgescribe"
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,16 @@
     python -m hub transcribe FILE... [--broker URL] [--local-nodes N] [--format text|json|srt|vtt]
     python -m hub serve --store DIR [--broker URL] [--local-nodes N]
     python -m hub up [--local-nodes N] [--port PORT]
+    python -m hub listen [--device NAME|INDEX] [--broker URL] [--local-nodes N] [--output FILE]
 
 Without ``--broker``, a private Mosquitto is started from the repository's
 mosquitto.conf on a free loopback port, with ``--local-nodes`` edge nodes
 (default 2). Every process started here is stopped on exit, Ctrl-C included.
 Transcripts go to stdout, progress to stderr.
 
-Exit codes: 0 done; 1 a job finished with gaps or failed; 2 bad input or
-configuration; 130 interrupted.
+Exit codes: 0 done (``listen``: stopped by Ctrl-C or SIGTERM, transcript complete); 1 a job
+finished with gaps or failed (``listen``: also the device went away); 2 bad input or
+configuration (``listen``: no such device, or it cannot be opened); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 import threading
 import uuid
@@ -25,12 +29,14 @@ from pathlib import Path
 
 from hub.audio import AudioError, load_audio
 from hub.broker import port_is_free
+from hub.capture import DeviceError, default_input, find_input, list_inputs, sounddevice
 from hub.inbox import Inbox
 from hub.jobs import ChunkState, Job, JobState
 from hub.launch import (
-    Interrupted, NodeLog, StartError, add_hub_args, add_job_args, check_args, hub_settings, local_hub,
-    stop_on_signals,
+    Interrupted, NodeLog, StartError, add_hub_args, add_job_args, check_args, default_store_dir, hub_settings,
+    local_hub, stop_on_signals,
 )
+from hub.listen import Latency, ListenSession, add_capture_args, listen_settings
 from hub.local import LocalCluster
 from hub.service import HubSettings
 from hub.transcript import FORMATS, render
@@ -57,6 +63,16 @@ def _parser() -> argparse.ArgumentParser:
     u = sub.add_parser("up", help="run a broker and local nodes until stopped")
     add_hub_args(u, "INFO")
     u.add_argument("--port", type=int, default=1883, help="broker port on 127.0.0.1 (a free one if taken)")
+    m = sub.add_parser("listen", help="transcribe from a microphone, a line per utterance, until Ctrl-C or SIGTERM")
+    add_hub_args(m, "WARNING")
+    m.add_argument("--list-devices", action="store_true", help="list the input devices and exit")
+    add_capture_args(m)
+    m.add_argument("--output", type=Path, help="write the final transcript here (format from --format or the extension)")
+    m.add_argument("--format", choices=FORMATS, default=None, help="of --output (default: from its extension, else text)")
+    m.add_argument("--store", type=Path, default=default_store_dir(),
+                   help="the hub's job store, where the session is kept as a job (default: EDGESCRIBE_STORE, else "
+                        "$XDG_DATA_HOME/edgescribe, else ~/.local/share/edgescribe; here %(default)s)")
+    add_job_args(m)
     return parser
 
 
@@ -74,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             return _transcribe(args, local)
         if args.command == "serve":
             return _serve(args, local)
+        if args.command == "listen":
+            return _listen(args, local)
         return _up(args, local)
     except Interrupted:
         print("hub: interrupted", file=sys.stderr)
@@ -192,3 +210,76 @@ def _serve(args: argparse.Namespace, local: int) -> int:
         print(f"hub: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+_EXTENSIONS = {".txt": "text", ".json": "json", ".srt": "srt", ".vtt": "vtt"}
+
+
+def _listen(args: argparse.Namespace, local: int) -> int:
+    try:
+        settings = hub_settings(args, store_dir=args.store)
+        listen = listen_settings(args)
+        sd = sounddevice()
+        devices = list_inputs(sd)
+        if args.list_devices:
+            default = default_input(sd)
+            for device in devices:
+                print(f"{'*' if device.index == default else ' '} {device.describe()}")
+            return 0
+        device = find_input(args.device, devices, default_input(sd))  # before anything starts
+    except (ValueError, DeviceError) as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 2
+    fmt = args.format or (_EXTENSIONS.get(args.output.suffix.lower(), "text") if args.output else "text")
+    try:
+        with local_hub(args, local, settings, name=f"listen-{uuid.uuid4().hex[:4]}") as (hub, cluster):
+            hub.add_node_listener(NodeLog())
+            hub.start()
+            session = ListenSession(hub, listen, emit=lambda line: print(line, flush=True))
+            try:
+                job = session.start()
+            except DeviceError as exc:
+                print(f"hub: {exc}", file=sys.stderr)
+                return 2
+
+            def finish(signum: int, frame: object) -> None:
+                session.stop()
+                stop_on_signals()  # a second signal interrupts at once
+
+            signal.signal(signal.SIGINT, finish)
+            signal.signal(signal.SIGTERM, finish)
+            print(f"hub: listening to {device}, session {job.id} in {args.store} (broker {cluster.broker_url}); "
+                  "Ctrl-C stops", file=sys.stderr, flush=True)
+            session.join()
+            print("hub: finishing the chunks in flight", file=sys.stderr, flush=True)
+            job.finished.wait()
+            final = hub.job(job.id) or job
+            if args.output:
+                _write_atomically(args.output, render(final, fmt) + "\n")
+            lines = session.printer.lines if session.printer else 0
+            print(f"hub: {lines} line(s) from {len(final.chunks)} utterance chunk(s); {Latency.of(session).describe()}; "
+                  f"{session.overruns} overrun(s) ({session.overflows} overflowed, {session.dropped} dropped blocks)",
+                  file=sys.stderr, flush=True)
+            if session.ended:
+                print(f"hub: the session ended early: {session.ended}", file=sys.stderr)
+                return 1
+            return _report_state(final)
+    except StartError as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 2
+
+
+def _report_state(job: Job) -> int:
+    if job.state is JobState.FAILED:
+        print(f"hub: {job.name}: {job.error}", file=sys.stderr)
+        return 1
+    if job.state is JobState.PARTIAL:
+        print(f"hub: {job.name}: {job.count(ChunkState.FAILED)} chunk(s) failed; gaps are marked", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -48,6 +49,15 @@ def stop_on_signals() -> None:
     """Make SIGINT (Ctrl-C) and SIGTERM raise :class:`Interrupted` in the main thread, once."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
+
+
+def default_store_dir() -> Path:
+    """``EDGESCRIBE_STORE``, else ``$XDG_DATA_HOME/edgescribe``, else ``~/.local/share/edgescribe``."""
+    stated = env_default("--store")
+    if stated:
+        return Path(stated)
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "edgescribe"
 
 
 def add_hub_args(parser: argparse.ArgumentParser, log_level: str) -> None:
