@@ -19,7 +19,7 @@ import time
 import wave
 
 from edge_node import __version__
-from edge_node.runner import EngineProcess, EngineSpec, Outcome
+from edge_node.runner import EngineProcess, EngineSpec, InlineEngine, Outcome, make_engine
 from edge_node.settings import NodeSettings
 from protocol.errors import ProtocolError
 from protocol.messages import Chunk, NodeState, NodeStatus, Result, ResultStatus, Span, same_language
@@ -40,7 +40,7 @@ class EdgeNode:
     def __init__(self, settings: NodeSettings) -> None:
         self.settings = settings
         spec = EngineSpec(settings.engine, settings.model, settings.language)
-        self._engines = [EngineProcess(spec) for _ in range(settings.concurrency)]
+        self._engines = [make_engine(spec) for _ in range(settings.concurrency)]
         self.engine = self._engines[0]
         self._topics = settings.topics
         self._lock = threading.Lock()
@@ -170,7 +170,7 @@ class EdgeNode:
         self._publish_status()
 
     # -- working (engine threads) ------------------------------------------------------
-    def _worker(self, engine: EngineProcess) -> None:
+    def _worker(self, engine: EngineProcess | InlineEngine) -> None:
         while (chunk := self._work.get()) is not None:
             started = time.monotonic()
             # No point working past the hub's lease (it reassigns then), nor past this node's own limit.

@@ -48,11 +48,9 @@ def _child(conn: Connection, spec: EngineSpec) -> None:
     # the node decides what happens to the chunk in hand, not the engine.
     import signal
 
-    import speech_recognition as sr
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    from edge_node.engines import EngineUnavailable, NoSpeech, create_engine
+    from edge_node.engines import EngineUnavailable, create_engine
 
     try:
         engine = create_engine(spec.name, spec.model, spec.language)
@@ -66,16 +64,24 @@ def _child(conn: Connection, spec: EngineSpec) -> None:
         except (EOFError, OSError):
             return  # the node is gone
         try:
-            text, spans = engine.transcribe_timed(sr.AudioData(pcm, rate, width))
-            answer = (ResultStatus.OK.value, text, "", spans)
-        except NoSpeech:
-            answer = (ResultStatus.NO_SPEECH.value, "", "", ())
-        except Exception as exc:  # noqa: BLE001 - every engine failure becomes an error result
-            answer = (ResultStatus.ERROR.value, "", f"{type(exc).__name__}: {exc}"[:1000], ())
-        try:
-            conn.send(answer)
+            conn.send(_answer(engine, pcm, rate, width))
         except OSError:  # BrokenPipeError included: the node died while we worked
             return
+
+
+def _answer(engine, pcm: bytes, rate: int, width: int) -> tuple[str, str, str, tuple[Span, ...]]:
+    """(status, text, reason, spans) of one chunk; every engine failure becomes an error answer."""
+    import speech_recognition as sr
+
+    from edge_node.engines import NoSpeech
+
+    try:
+        text, spans = engine.transcribe_timed(sr.AudioData(pcm, rate, width))
+        return (ResultStatus.OK.value, text, "", spans)
+    except NoSpeech:
+        return (ResultStatus.NO_SPEECH.value, "", "", ())
+    except Exception as exc:  # noqa: BLE001 - every engine failure becomes an error result
+        return (ResultStatus.ERROR.value, "", f"{type(exc).__name__}: {exc}"[:1000], ())
 
 
 class EngineProcess:
@@ -142,3 +148,44 @@ class EngineProcess:
                 self._proc.kill()
                 self._proc.join(5)
         self._proc = self._conn = None
+
+
+class InlineEngine:
+    """The interface of :class:`EngineProcess`, but the engine runs in the calling thread.
+
+    Only for engines that cannot hold the GIL, crash or hang (:func:`edge_node.engines.runs_inline`:
+    the simulated benchmark engine), so that a node costs no second process.
+    """
+
+    def __init__(self, spec: EngineSpec) -> None:
+        self.spec = spec
+        self._engine = None
+        self.name = spec.name
+        self.model = spec.model
+        self.language = spec.language
+
+    def start(self) -> None:
+        from edge_node.engines import EngineUnavailable, create_engine
+
+        try:
+            self._engine = create_engine(self.spec.name, self.spec.model, self.spec.language)
+        except EngineUnavailable as exc:
+            raise EngineStartError(str(exc)) from None
+        self.name, self.model, self.language = self._engine.name, self._engine.model, self._engine.language
+
+    def transcribe(self, pcm: bytes, rate: int, width: int, timeout: float) -> Outcome:
+        """Run one chunk in this thread; never raises (``timeout`` is not needed: the engine cannot hang)."""
+        if self._engine is None:
+            return Outcome(ResultStatus.ERROR, reason="engine not started")
+        status, text, reason, spans = _answer(self._engine, pcm, rate, width)
+        return Outcome(ResultStatus(status), text, reason, spans)
+
+    def close(self, grace: float = 0.0) -> None:
+        self._engine = None
+
+
+def make_engine(spec: EngineSpec) -> EngineProcess | InlineEngine:
+    """An engine process, or for the engines that allow it (:func:`edge_node.engines.runs_inline`) an inline engine."""
+    from edge_node.engines import runs_inline
+
+    return InlineEngine(spec) if runs_inline(spec.name) else EngineProcess(spec)

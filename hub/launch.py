@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edge_node.engines import DEFAULT_ENGINE, ENGINES
+from edge_node.engines import DEFAULT_ENGINE, available_engines
 from hub.chunking import ChunkingSettings
 from hub.dispatcher import DispatchSettings
 from hub.local import LocalCluster, NodeOptions
@@ -67,7 +67,9 @@ def add_hub_args(parser: argparse.ArgumentParser, log_level: str) -> None:
         "--local-nodes", type=int, default=None,
         help=f"start N edge nodes on this machine (default {DEFAULT_LOCAL_NODES} when there is no --broker, else 0)",
     )
-    parser.add_argument("--engine", default=env_default("--engine", DEFAULT_ENGINE), choices=ENGINES, help="engine of the local nodes")
+    # the test engines (chaos, simulated) are choices only with EDGESCRIBE_TEST_ENGINES=1, as for a node
+    parser.add_argument("--engine", default=env_default("--engine", DEFAULT_ENGINE), choices=available_engines(),
+                        help="engine of the local nodes")
     parser.add_argument("--model", default=env_default("--model", ""), help="model of the local nodes")
 
 
@@ -91,8 +93,9 @@ def check_args(args: argparse.Namespace) -> int:
 
     Raises ValueError with a one-line reason.
     """
-    if args.engine not in ENGINES:  # a default from EDGESCRIBE_ENGINE skips argparse's choices check
-        raise ValueError(f"unknown engine {args.engine!r}; choose one of: {', '.join(ENGINES)}")
+    engines = available_engines()
+    if args.engine not in engines:  # a default from EDGESCRIBE_ENGINE skips argparse's choices check
+        raise ValueError(f"unknown engine {args.engine!r}; choose one of: {', '.join(engines)}")
     Topics(args.prefix)
     if args.broker:
         BrokerAddress.parse(args.broker)

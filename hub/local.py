@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -112,6 +113,9 @@ class LocalCluster:
                         _LOGGER.error("could not restart %s: %s", what, exc)
 
     def stop(self) -> None:
+        for proc in self.nodes.values():  # all drain at once, then each is waited for
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
         for node_id, proc in self.nodes.items():
             code = terminate(proc, timeout=self._options.drain_s + 10)
             _LOGGER.debug("node %s exited with %s", node_id, code)

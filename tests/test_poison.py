@@ -96,7 +96,7 @@ def test_chaos_engine_is_only_for_tests(monkeypatch):
 
 def test_only_a_test_environment_offers_engine_chaos(monkeypatch, capsys):
     from edge_node.__main__ import main
-    from edge_node.engines import ENGINES
+    from edge_node.engines import ENGINES, TEST_ENGINES
 
     monkeypatch.delenv("EDGESCRIBE_TEST_ENGINES", raising=False)
     with pytest.raises(SystemExit) as exc:
@@ -109,7 +109,7 @@ def test_only_a_test_environment_offers_engine_chaos(monkeypatch, capsys):
     monkeypatch.setenv("EDGESCRIBE_TEST_ENGINES", "1")
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
-    assert exc.value.code == 0 and "{" + ",".join((*ENGINES, "chaos")) + "}" in capsys.readouterr().out
+    assert exc.value.code == 0 and "{" + ",".join((*ENGINES, *TEST_ENGINES)) + "}" in capsys.readouterr().out
 
 
 def test_chaos_engine_faults_only_on_marked_audio(monkeypatch, corpus):

@@ -7,7 +7,9 @@ import os
 from edge_node.engines.base import Engine, EngineError, EngineUnavailable, NoSpeech
 
 ENGINES = ("sphinx", "whisper", "vosk", "google")
-TEST_ENGINES = ("chaos",)  #: fault injection; only with EDGESCRIBE_TEST_ENGINES=1 in the environment
+#: only with EDGESCRIBE_TEST_ENGINES=1 in the environment: fault injection (chaos) and a benchmark
+#: engine that only sleeps (simulated)
+TEST_ENGINES = ("chaos", "simulated")
 TEST_ENGINES_ENV = "EDGESCRIBE_TEST_ENGINES"
 DEFAULT_ENGINE = "sphinx"
 
@@ -23,6 +25,7 @@ __all__ = [
     "available_engines",
     "create_engine",
     "engines_for_tests_enabled",
+    "runs_inline",
 ]
 
 
@@ -33,6 +36,14 @@ def engines_for_tests_enabled() -> bool:
 def available_engines() -> tuple[str, ...]:
     """The engines this environment may select: :data:`ENGINES`, plus :data:`TEST_ENGINES` when enabled."""
     return ENGINES + TEST_ENGINES if engines_for_tests_enabled() else ENGINES
+
+
+def runs_inline(name: str) -> bool:
+    """Does engine ``name`` run in the node's worker thread rather than in a child process?
+
+    Only the simulated engine does: it sleeps, so it cannot hold the GIL, crash or hang.
+    """
+    return name == "simulated" and engines_for_tests_enabled()
 
 
 def create_engine(name: str, model: str = "", language: str = "en-US") -> Engine:
@@ -59,4 +70,10 @@ def create_engine(name: str, model: str = "", language: str = "en-US") -> Engine
         from edge_node.engines.chaos import ChaosEngine
 
         return ChaosEngine(model, language)
+    if name == "simulated":
+        if not engines_for_tests_enabled():
+            raise EngineUnavailable(f"engine simulated is for benchmarks and tests: set {TEST_ENGINES_ENV}=1")
+        from edge_node.engines.simulated import SimulatedEngine
+
+        return SimulatedEngine(model, language)
     raise EngineUnavailable(f"unknown engine {name!r}; choose one of: {', '.join(ENGINES)}")
