@@ -1,7 +1,8 @@
 """Planning where to cut a recording into chunks for the edge nodes.
 
-Pure planning: :func:`plan_chunks` looks at a :class:`pydub.AudioSegment`
-and returns millisecond spans; it never slices or copies the audio.
+Pure planning: :func:`plan_chunks` looks at a :class:`pydub.AudioSegment` or a
+:class:`hub.recording.Recording` (read in blocks, never whole) and returns
+millisecond spans; it never copies the recording.
 
 The spans always tile the recording: the first starts at 0 ms, each starts
 where the previous one ended and the last ends at ``len(segment)``, so no
@@ -37,11 +38,13 @@ The walk, from the current start ``s`` while more than ``max_s`` remains:
 
 A digitally silent recording (all samples zero) is cut every ``max_s``.
 
-Speed: pause detection dominates.  Measured on a 2-hour 16 kHz mono 16-bit
+Speed: pause detection dominated.  Measured on a 2-hour 16 kHz mono 16-bit
 recording (tone bursts of 2-10 s between pauses of 0.1-1.5 s; 2-core
-container, Python 3.11): ``detect_silence`` with ``seek_step=10`` took
-9-14 s over several runs; everything else (one RMS pass over the recording,
-the walk, 15 hard-cut searches) about 0.25 s, for 362 chunks.
+container, Python 3.11): pydub's ``detect_silence`` with ``seek_step=10`` took
+9-14 s over several runs.  :mod:`hub.pauses` finds the same pauses in one
+streaming pass (per-10 ms sums of squares, then prefix sums), which also lets
+the recording stay on disk (:class:`hub.recording.Recording`); figures in
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -52,7 +55,9 @@ import math
 from dataclasses import dataclass
 
 from pydub import AudioSegment
-from pydub.silence import detect_silence
+
+from hub.pauses import Loudness, detect_silence, scan
+from hub.recording import Recording
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -144,24 +149,26 @@ class ChunkingSettings:
             )
 
 
-def plan_chunks(segment: AudioSegment, settings: ChunkingSettings) -> list[ChunkSpec]:
-    """Return spans that tile ``[0, len(segment)]`` ms, cut at pauses where possible.
+def plan_chunks(audio: AudioSegment | Recording, settings: ChunkingSettings) -> list[ChunkSpec]:
+    """Return spans that tile ``[0, len(audio)]`` ms, cut at pauses where possible.
 
-    See the module docstring for the rules.  An empty segment gives ``[]``.
+    See the module docstring for the rules.  An empty recording gives ``[]``.
     """
-    total_ms = len(segment)
+    total_ms = len(audio)
     if total_ms <= 0:
         return []
+    segment = audio if isinstance(audio, Recording) else Recording.from_segment(audio)
     min_ms = _to_ms(settings.min_s)
     target_ms = _to_ms(settings.target_s)
     max_ms = _to_ms(settings.max_s)
 
-    if segment.rms == 0:
+    loudness = scan(segment.blocks(), segment.frame_rate, _SEEK_STEP_MS)
+    if loudness.total == 0:
         _LOGGER.debug("recording of %d ms is digitally silent; cutting every %d ms", total_ms, max_ms)
         cuts = list(range(max_ms, total_ms, max_ms))
         return _spans(cuts, [False] * len(cuts), 0, total_ms)
 
-    pauses = _find_pauses(segment, settings)
+    pauses = _find_pauses(segment, loudness, settings)
     mids = [(start + end) // 2 for start, end in pauses]
 
     cuts: list[int] = []
@@ -195,16 +202,16 @@ def _to_ms(seconds: float) -> int:
     return int(round(seconds * 1000))
 
 
-def _find_pauses(segment: AudioSegment, settings: ChunkingSettings) -> list[tuple[int, int]]:
-    """Quiet stretches as sorted, disjoint ``(start_ms, end_ms)`` pairs."""
-    threshold_dbfs = segment.dBFS + settings.silence_thresh_db
-    ranges = detect_silence(
-        segment,
+def _find_pauses(segment: Recording, loudness: Loudness, settings: ChunkingSettings) -> list[tuple[int, int]]:
+    """Quiet stretches as sorted, disjoint ``(start_ms, end_ms)`` pairs (pydub's ``detect_silence``)."""
+    threshold_dbfs = loudness.dbfs + settings.silence_thresh_db
+    return detect_silence(
+        loudness,
+        segment.pcm,
         min_silence_len=settings.min_silence_ms,
         silence_thresh=threshold_dbfs,
         seek_step=_SEEK_STEP_MS,
     )
-    return [(int(start), int(end)) for start, end in ranges]
 
 
 def _pause_cut(
@@ -223,15 +230,17 @@ def _pause_cut(
     return best
 
 
-def _quiet_cut(segment: AudioSegment, low: int, high: int, max_ms: int) -> int:
+def _quiet_cut(segment: Recording, low: int, high: int, max_ms: int) -> int:
     """A cut in ``(low, high]``: the middle of the quietest window near ``high`` (latest on ties)."""
     search_from = max(low, high - int(max_ms * _HARD_CUT_SEARCH_FRACTION))
     if high - search_from < _HARD_CUT_WINDOW_MS:
         return high
+    region = segment[search_from:high]  # read once; windows are sliced from it
     best_start = search_from
     best_rms = math.inf
     for window_start in range(search_from, high - _HARD_CUT_WINDOW_MS + 1, _SEEK_STEP_MS):
-        rms = segment[window_start : window_start + _HARD_CUT_WINDOW_MS].rms
+        offset = window_start - search_from
+        rms = region[offset : offset + _HARD_CUT_WINDOW_MS].rms
         if rms <= best_rms:
             best_start, best_rms = window_start, rms
     return best_start + _HARD_CUT_WINDOW_MS // 2
