@@ -52,7 +52,7 @@ from bench.accuracy import DEFAULT_CORPUS, BenchError, CorpusFile, Engine, _chil
 from bench.accuracy import summarise as summarise_real
 from bench.accuracy import table as real_table
 from edge_node.engines import TEST_ENGINES_ENV
-from hub.audio import load_audio
+from hub.audio import load_recording
 from hub.broker import find_mosquitto
 from hub.local import LocalCluster, NodeOptions
 from hub.service import Hub, HubSettings
@@ -166,7 +166,7 @@ def corpus_file(path: Path) -> CorpusFile:
             for f in read_manifest(manifest):
                 if f.path.resolve() == path.resolve():
                     return f
-    audio = load_audio(path)
+    audio = load_recording(path)
     return CorpusFile(path.name, path, len(audio) / 1000, "")
 
 
@@ -325,7 +325,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         durations[real.name] = real.duration_s
         real_runs = bench_file(real, args.real_nodes, Engine(args.engine, args.model), args.repeat)
     if "nodes" in args.only or "hetero" in args.only:
-        audio = load_audio(looped(args.sim_file, args.sim_audio, tmp))
+        audio = load_recording(looped(args.sim_file, args.sim_audio, tmp))
         if "nodes" in args.only:
             for n in args.nodes:
                 sims += bench_pool(audio, "nodes", n, 0, args.rtf, 1.0, args.repeat)

@@ -17,7 +17,7 @@ from flask.typing import ResponseReturnValue
 from dashboard import payloads
 from dashboard.app import current
 from dashboard.events import stream
-from hub.audio import AudioError, TooLong, load_audio
+from hub.audio import AudioError, TooLong, load_recording
 from hub.service import JobRunning
 from hub.transcript import render
 
@@ -61,7 +61,7 @@ def create_job() -> ResponseReturnValue:
         upload.save(path)
         upload.close()
         try:
-            audio = load_audio(path, max_duration_s=dash.settings.max_duration_s, name=filename or name)
+            audio = load_recording(path, max_duration_s=dash.settings.max_duration_s, name=filename or name)
         except TooLong as exc:
             return _error(422, str(exc))
         except AudioError as exc:

@@ -25,7 +25,8 @@ How decoding works, and why not ``AudioSegment.from_file``:
 rate and channel count (a 2 h 48 kHz stereo WAV is ~1.4 GB, read whole into
 memory by its WAV fast path) and holds several copies of the output.  Here
 the peak is one copy of the 16 kHz mono PCM: 32 kB per second of audio,
-~230 MB for two hours.
+~230 MB for two hours.  :func:`load_recording` keeps that copy in a file
+instead, read by range (:mod:`hub.recording`): what the hub uses for files.
 
 ``bytes`` input is written to a private temporary file first rather than
 piped: through a pipe (pydub's ``cache:pipe:0``) ffmpeg drops the last
@@ -50,6 +51,8 @@ from pathlib import Path
 
 from pydub import AudioSegment
 from pydub.utils import mediainfo_json
+
+from hub.recording import Recording
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -232,6 +235,23 @@ def _probe(ffmpeg_input: str, label: str) -> float | None:
 
 def _decode(ffmpeg_input: str, label: str, max_duration_s: float | None) -> AudioSegment:
     """Run ffmpeg to turn the first audio stream into 16 kHz mono s16le, via a temp file."""
+    fd, out_name = tempfile.mkstemp(prefix="edgescribe-", suffix=".pcm")
+    try:
+        os.close(fd)
+        _decode_to(ffmpeg_input, label, max_duration_s, out_name)
+        raw = Path(out_name).read_bytes()
+    finally:
+        os.unlink(out_name)
+    usable = len(raw) - len(raw) % _SAMPLE_WIDTH
+    if usable == 0:
+        raise AudioError(f"no audio in file: {label}")
+    if usable != len(raw):
+        raw = raw[:usable]
+    return AudioSegment(data=raw, sample_width=_SAMPLE_WIDTH, frame_rate=SAMPLE_RATE, channels=_CHANNELS)
+
+
+def _decode_to(ffmpeg_input: str, label: str, max_duration_s: float | None, out_name: str) -> None:
+    """Run ffmpeg to write the first audio stream as 16 kHz mono s16le to the file ``out_name``."""
     command = [
         AudioSegment.converter,
         "-hide_banner",
@@ -256,30 +276,60 @@ def _decode(ffmpeg_input: str, label: str, max_duration_s: float | None) -> Audi
     ]
     if max_duration_s is not None:
         command += ["-t", f"{max_duration_s + _DECODE_SLACK_S:.3f}"]
-    fd, out_name = tempfile.mkstemp(prefix="edgescribe-", suffix=".pcm")
-    try:
-        os.close(fd)
-        result = subprocess.run(
-            [*command, "-y", f"file:{out_name}"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            check=False,
+    result = subprocess.run(
+        [*command, "-y", f"file:{out_name}"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
+    if result.returncode != 0:
+        _LOGGER.debug(
+            "ffmpeg failed on %s (exit %d): %s",
+            label,
+            result.returncode,
+            result.stderr.decode(errors="replace").strip()[-500:],
         )
-        if result.returncode != 0:
-            _LOGGER.debug(
-                "ffmpeg failed on %s (exit %d): %s",
-                label,
-                result.returncode,
-                result.stderr.decode(errors="replace").strip()[-500:],
-            )
-            raise AudioError(f"corrupt or unsupported audio: {label}")
-        raw = Path(out_name).read_bytes()
-    finally:
+        raise AudioError(f"corrupt or unsupported audio: {label}")
+
+
+def load_recording(
+    source: str | os.PathLike[str],
+    *,
+    max_duration_s: float | None = None,
+    name: str | None = None,
+    directory: str | os.PathLike[str] | None = None,
+) -> Recording:
+    """Like :func:`load_audio`, but the decoded audio stays in a file: a :class:`~hub.recording.Recording`.
+
+    ffmpeg writes 16 kHz mono s16le to a private temporary file in ``directory`` (default: the
+    system's temporary folder), which the recording owns: it is deleted when the recording is
+    closed or collected. The hub reads a chunk's samples from it when the chunk is sent, so its
+    memory does not grow with the recording's length (32 kB per second in memory before: 230 MB
+    for two hours). Raises as :func:`load_audio` does.
+    """
+    if max_duration_s is not None and not (max_duration_s > 0 and math.isfinite(max_duration_s)):
+        raise ValueError(f"max_duration_s must be a positive number of seconds, got {max_duration_s!r}")
+    label = name or os.fspath(source)
+    path = Path(os.fspath(source)).absolute()
+    _check_file(path, label)
+    ffmpeg_input = f"file:{path}"
+    duration_s = _probe(ffmpeg_input, label)
+    if duration_s is not None and max_duration_s is not None and duration_s > max_duration_s:
+        raise TooLong(f"recording is {duration_s:.0f} s long, over the {max_duration_s:g} s limit")
+    fd, out_name = tempfile.mkstemp(prefix="edgescribe-", suffix=".pcm", dir=directory)
+    os.close(fd)
+    try:
+        _decode_to(ffmpeg_input, label, max_duration_s, out_name)
+        recording = Recording.open_pcm(Path(out_name), SAMPLE_RATE, owned=True)
+    except BaseException:
         os.unlink(out_name)
-    usable = len(raw) - len(raw) % _SAMPLE_WIDTH
-    if usable == 0:
+        raise
+    if recording.frames == 0:
+        recording.close()
         raise AudioError(f"no audio in file: {label}")
-    if usable != len(raw):
-        raw = raw[:usable]
-    return AudioSegment(data=raw, sample_width=_SAMPLE_WIDTH, frame_rate=SAMPLE_RATE, channels=_CHANNELS)
+    if max_duration_s is not None and len(recording) / 1000.0 > max_duration_s:
+        recording.close()
+        raise TooLong(f"recording is longer than the {max_duration_s:g} s limit")
+    _LOGGER.debug("decoded %s to %s: %.1f s of audio", label, out_name, len(recording) / 1000.0)
+    return recording

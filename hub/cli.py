@@ -27,7 +27,7 @@ import threading
 import uuid
 from pathlib import Path
 
-from hub.audio import AudioError, load_audio
+from hub.audio import AudioError, load_recording
 from hub.broker import port_is_free
 from hub.capture import DeviceError, default_input, find_input, list_inputs, sounddevice
 from hub.inbox import Inbox
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 def _transcribe(args: argparse.Namespace, local: int) -> int:
     try:
         settings = hub_settings(args)
-        recordings = [(path.name, load_audio(path, max_duration_s=args.max_duration)) for path in args.files]
+        recordings = [(path.name, load_recording(path, max_duration_s=args.max_duration)) for path in args.files]
     except (ValueError, AudioError) as exc:
         print(f"hub: {exc}", file=sys.stderr)
         return 2

@@ -340,6 +340,7 @@ class Dispatcher:
     @staticmethod
     def _finish(job: Job) -> None:
         job.open = False  # a stream that fails as a whole takes no more chunks
+        job.audio = None  # only the results matter now: a long recording must not stay in memory
         if not job.chunks and not job.is_finished:
             job.state = JobState.DONE
         job.finished.set()

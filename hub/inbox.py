@@ -24,7 +24,7 @@ import os
 import threading
 from pathlib import Path
 
-from hub.audio import AudioError, load_audio
+from hub.audio import AudioError, load_recording
 from hub.jobs import Job
 from hub.service import Hub
 from hub.transcript import render
@@ -98,7 +98,7 @@ class Inbox:
             path.unlink()
             return 0
         try:
-            audio = load_audio(path, max_duration_s=self._max_duration_s)
+            audio = load_recording(path, max_duration_s=self._max_duration_s)  # decoded to disk, not memory
         except AudioError as exc:
             _LOGGER.warning("inbox: refused %s: %s", path.name, exc)
             _atomic_write(self.failed / f"{path.name}.txt", f"{exc}\n")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pydub import AudioSegment
 
 from hub.chunking import ChunkSpec
+from hub.recording import Recording
 from protocol.messages import Result
 
 
@@ -60,9 +61,10 @@ class ChunkWork:
 class Job:
     id: str
     name: str
-    #: None once finished and loaded from the store (only results matter then), and while a stream is open
-    #: (its chunks carry their own audio; a stream resumed from the store has its audio here)
-    audio: AudioSegment | None
+    #: None once finished (dropped then: only results matter), and while a stream is open (its chunks
+    #: carry their own audio; a stream resumed from the store has its audio here). A recording from a
+    #: file is read by range (:class:`hub.recording.Recording`), never held whole.
+    audio: AudioSegment | Recording | None
     chunks: list[ChunkWork]
     language: str = "en-US"
     created: float = field(default_factory=time.time)

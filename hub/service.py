@@ -30,6 +30,7 @@ from hub.audio import SAMPLE_RATE, wav_bytes
 from hub.chunking import ChunkingSettings, ChunkSpec, plan_chunks
 from hub.dispatcher import Assignment, DispatchSettings, Dispatcher
 from hub.jobs import ChunkState, ChunkWork, Job
+from hub.recording import Recording
 from hub.store import JobStore
 from protocol.broker import BrokerAddress
 from protocol.errors import ProtocolError
@@ -148,10 +149,19 @@ class Hub:
         self._node_listeners.append(listener)
 
     # -- jobs ------------------------------------------------------------------------------
-    def submit(self, audio: AudioSegment, name: str = "recording", digest: str = "") -> Job:
-        """Cut ``audio`` (16 kHz mono 16-bit, see :func:`hub.audio.load_audio`) into chunks and queue them."""
-        if audio.frame_rate != SAMPLE_RATE or audio.channels != 1 or audio.sample_width != 2:
-            raise ValueError("audio must be 16 kHz mono 16-bit; load it with hub.audio.load_audio")
+    def submit(self, audio: AudioSegment | Recording, name: str = "recording", digest: str = "") -> Job:
+        """Cut ``audio`` (16 kHz mono 16-bit) into chunks and queue them.
+
+        A :class:`~hub.recording.Recording` from :func:`hub.audio.load_recording` stays on disk: chunks
+        are read from it when they are sent. An AudioSegment (:func:`hub.audio.load_audio`) is used in
+        place. Either is dropped when the job finishes.
+        """
+        if isinstance(audio, AudioSegment):
+            if audio.frame_rate != SAMPLE_RATE or audio.channels != 1 or audio.sample_width != 2:
+                raise ValueError("audio must be 16 kHz mono 16-bit; load it with hub.audio.load_audio")
+            audio = Recording.from_segment(audio)
+        elif audio.frame_rate != SAMPLE_RATE:
+            raise ValueError("audio must be 16 kHz mono 16-bit; load it with hub.audio.load_recording")
         specs = plan_chunks(audio, self.settings.chunking)
         chunks = [ChunkWork(i, s) for i, s in enumerate(specs)]
         job = Job(id=uuid.uuid4().hex[:16], name=name, audio=audio, chunks=chunks, language=self.settings.language)
@@ -340,8 +350,10 @@ class Hub:
         spec = a.chunk.spec
         audio = a.chunk.audio  # a stream's chunk carries its own; else cut from the job's recording
         if audio is None:
-            assert a.job.audio is not None
-            audio = a.job.audio[spec.audio_start_ms : spec.audio_end_ms]
+            recording = a.job.audio
+            if recording is None:  # the job finished since the assignment (a late result): nothing to send
+                return
+            audio = recording[spec.audio_start_ms : spec.audio_end_ms]
         chunk = Chunk(
             job_id=a.job.id,
             seq=a.chunk.seq,

@@ -21,15 +21,14 @@ import json
 import logging
 import os
 import sqlite3
+import struct
 import uuid
-import wave
 from pathlib import Path
-
-from pydub import AudioSegment
 
 from hub.audio import SAMPLE_RATE, wav_bytes, write_wav_at
 from hub.chunking import ChunkSpec
 from hub.jobs import ChunkState, ChunkWork, Job, JobState
+from hub.recording import Recording
 from protocol.errors import ProtocolError
 from protocol.messages import Result
 
@@ -67,15 +66,6 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS jobs_by_digest ON jobs(digest);
 """
 _FINISHED = tuple(s.value for s in (JobState.DONE, JobState.PARTIAL, JobState.FAILED))
-
-
-def _read_wav(path: Path) -> AudioSegment:
-    """A WAV the store wrote itself (stdlib only: no ffmpeg, no guessing)."""
-    with wave.open(str(path), "rb") as w:
-        return AudioSegment(
-            w.readframes(w.getnframes()), sample_width=w.getsampwidth(), frame_rate=w.getframerate(),
-            channels=w.getnchannels(),
-        )
 
 
 class StoreError(RuntimeError):
@@ -133,11 +123,17 @@ class JobStore:
 
     # -- writing ------------------------------------------------------------------------
     def save_audio(self, job: Job) -> None:
-        """Write a new job's audio (whole, then renamed). Touches no table: safe outside the hub's lock."""
+        """Write a new job's audio (whole, then renamed). Touches no table: safe outside the hub's lock.
+
+        A :class:`~hub.recording.Recording` is copied a block at a time, never held whole in memory.
+        """
         assert job.audio is not None
         path = self._audio_path(job.id)
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(wav_bytes(job.audio))
+        if isinstance(job.audio, Recording):
+            job.audio.write_wav(tmp)
+        else:
+            tmp.write_bytes(wav_bytes(job.audio))
         os.replace(tmp, path)
 
     def append_audio(self, job_id: str, start_ms: int, pcm: bytes) -> None:
@@ -214,8 +210,8 @@ class JobStore:
         if with_audio:
             path = self._audio_path(job_id)
             try:
-                audio = _read_wav(path)
-            except (OSError, EOFError, wave.Error) as exc:
+                audio = Recording.open_wav(path)  # read by range when chunks are sent, never whole
+            except (OSError, ValueError, struct.error) as exc:
                 _LOGGER.error("job %s: its audio %s is unreadable (%s); marking it failed", job_id, path, exc)
                 self._db.execute(
                     "UPDATE jobs SET state = ?, error = ? WHERE id = ?",
