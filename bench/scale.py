@@ -1,7 +1,7 @@
 """How fast the system gets with more nodes, and what the hub itself costs.
 
     python -m bench.scale [--only real nodes hetero memory] [--nodes 1 2 4 8 16 32 64]
-                          [--rtf 0.05] [--sim-audio 3600] [--slow 1 --fast 3 --slowdown 5]
+                          [--rtf 0.05] [--sim-audio 2400] [--slow 1 --fast 3 --slowdown 5]
                           [--memory-audio 7200] [--real-file WAV] [--engine sphinx] [--model M]
                           [--repeat 1] [--out bench/results/scale.json] [--plot PNG] [--quick]
 
@@ -279,7 +279,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="parts to run (default all)")
     p.add_argument("--nodes", nargs="+", type=int, default=list(DEFAULT_NODES), metavar="N", help="simulated pool sizes")
     p.add_argument("--rtf", type=float, default=0.05, help="real-time factor of the simulated (fast) nodes (default 0.05)")
-    p.add_argument("--sim-audio", type=float, default=3600.0, metavar="S", help="length of the simulated runs' recording, s")
+    p.add_argument("--sim-audio", type=float, default=2400.0, metavar="S", help="length of the simulated runs' recording, s")
     p.add_argument("--sim-file", type=Path, default=DEFAULT_FILE, help="speech looped to make the simulated runs' recordings")
     p.add_argument("--fast", type=int, default=3, help="fast nodes of the heterogeneous pool (default 3)")
     p.add_argument("--slow", type=int, default=1, help="slow nodes of the heterogeneous pool (default 1)")
