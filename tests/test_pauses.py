@@ -79,3 +79,26 @@ def test_an_owned_file_is_deleted_on_close(tmp_path: Path) -> None:
     assert not path.exists()
     with pytest.raises(ValueError, match="closed"):
         recording.pcm(0, 1)
+
+
+def test_a_finished_job_drops_its_recording_and_the_file_goes(tmp_path: Path) -> None:
+    import gc
+
+    from hub.chunking import ChunkSpec
+    from hub.dispatcher import Dispatcher
+    from hub.jobs import ChunkWork, Job
+    from protocol.messages import NodeState, NodeStatus, Result, ResultStatus
+
+    path = tmp_path / "r.pcm"
+    path.write_bytes(b"\x01\x00" * 16000)
+    job = Job(id="j1", name="r", audio=Recording.open_pcm(path, owned=True), chunks=[ChunkWork(0, ChunkSpec(0, 1000))])
+    dispatcher = Dispatcher()
+    dispatcher.add_job(job)
+    dispatcher.node_status(NodeStatus(node_id="n1", state=NodeState.ONLINE, capacity=1), now=0.0)
+    (a,) = dispatcher.assign(now=0.0)
+    assert job.audio is not None and len(job.audio[0:1000]) == 1000
+    dispatcher.result(Result(job_id="j1", seq=0, attempt=a.attempt, node_id="n1", status=ResultStatus.OK, text="x"), now=1.0)
+    assert job.finished.is_set() and job.audio is None
+    del a
+    gc.collect()
+    assert not path.exists()
