@@ -29,7 +29,7 @@ from pathlib import Path
 from pydub import AudioSegment
 
 from hub.audio import SAMPLE_RATE, write_wav_at
-from hub.capture import CaptureSettings, DeviceError, DeviceLost, Microphone, open_microphone
+from hub.capture import CaptureSettings, DeviceError, DeviceLost, InputDevice, Microphone, open_microphone
 from hub.jobs import ChunkState, Job
 from hub.service import Hub, StreamClosed
 from hub.transcript import clock, segments
@@ -88,6 +88,7 @@ class ListenSession:
         self._keep = bytearray()
         self._kept_samples = 0
         self.job: Job | None = None
+        self.device: InputDevice | None = None  #: the device, once open
         self.printer: LinePrinter | None = None  #: with ``emit``: the lines, as they come
         self.started: float | None = None  #: monotonic time the first audio arrived
         self.appended: dict[int, float] = {}  #: chunk seq -> monotonic time it was handed to the hub
@@ -99,6 +100,7 @@ class ListenSession:
     def start(self) -> Job:
         """Open the device (DeviceError if it cannot be), open the stream, start the thread."""
         self._mic = self._open_mic(self.settings.capture, False)
+        self.device = self._mic.device
         name = self.settings.name or f"{self._mic.device.name} {time.strftime('%Y-%m-%d %H:%M')}"
         self.job = self.hub.open_stream(name)
         if self._emit is not None:
@@ -313,11 +315,12 @@ def add_capture_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samplerate", type=int, default=None, help="open the device at this rate, Hz (default: its own)")
     parser.add_argument("--vad", choices=VADS, default=env_default("--vad", "webrtc"),
                         help="voice activity detector: webrtc or energy (docs/capture.md)")
-    parser.add_argument("--vad-aggressiveness", type=int, default=3, choices=(0, 1, 2, 3),
+    parser.add_argument("--vad-aggressiveness", type=int, default=VadSettings.aggressiveness, choices=(0, 1, 2, 3),
                         help="webrtc: 0 keeps the most audio as speech, 3 the least (default %(default)s)")
-    parser.add_argument("--max-utterance", type=float, default=15.0,
+    parser.add_argument("--max-utterance", type=float, default=VadSettings.max_utterance_s,
                         help="cut speech without a pause after this many seconds (with --chunk-overlap), at most --max-chunk")
-    parser.add_argument("--end-pause", type=float, default=0.6, help="the pause that ends an utterance, seconds")
+    parser.add_argument("--end-pause", type=float, default=VadSettings.end_silence_ms / 1000,
+                        help="the pause that ends an utterance, seconds (default %(default)s)")
     parser.add_argument("--on-device-lost", choices=ON_DEVICE_LOST, default=env_default("--on-device-lost", "exit"),
                         help="when the device goes away: end the session (exit) or wait for it (retry)")
     parser.add_argument("--retry-interval", type=float, default=2.0, help="with --on-device-lost retry, seconds between tries")

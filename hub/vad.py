@@ -70,11 +70,11 @@ class VadSettings:
     """
 
     vad: str = "webrtc"
-    aggressiveness: int = 3
+    aggressiveness: int = 2
     energy_margin_db: float = 12.0
     pad_ms: int = 300
     start_ratio: float = 0.6
-    end_silence_ms: int = 600
+    end_silence_ms: int = 800
     end_ratio: float = 0.9
     min_speech_ms: int = 240
     max_utterance_s: float = 15.0

@@ -104,7 +104,7 @@ def test_capture_vad_hysteresis_ignores_clicks_and_short_pauses():
 
 
 def test_capture_vad_cuts_long_speech_with_overlap_and_returns_each_piece_at_once():
-    settings = VadSettings(max_utterance_s=6.0, overlap_s=0.6, pad_ms=300)
+    settings = VadSettings(max_utterance_s=6.0, overlap_s=0.6, pad_ms=300, end_silence_ms=600)
     seg = Segmenter(settings, classifier=loud)
     frames = silence(10) + tone_frames(500) + silence(25)  # 15 s without a pause
     quiet = {150, 330}  # a quieter frame in each cut window: the cuts go there
@@ -133,7 +133,7 @@ def test_capture_vad_skip_moves_the_clock_and_ends_the_utterance():
     [u] = seg.skip(3000)
     assert u.spec.end_ms == 25 * FRAME_MS
     assert seg.position_ms == 25 * FRAME_MS + 3000
-    [v] = run_segmenter(seg, tone_frames(20) + silence(25))
+    [v] = run_segmenter(seg, tone_frames(20) + silence(30))
     assert v.spec.start_ms == 25 * FRAME_MS + 3000
 
 
