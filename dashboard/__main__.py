@@ -1,12 +1,14 @@
 """``python -m dashboard``: the web dashboard, with a hub inside it.
 
     python -m dashboard [--broker URL] [--local-nodes N] [--host HOST] [--port PORT] [--store DIR]
+                        [--listen [--device NAME|INDEX]]
 
 Without ``--broker`` a private Mosquitto and 2 local edge nodes start beside it, exactly as for
 ``python -m hub`` (:mod:`hub.launch`). The hub keeps its jobs in ``--store``: that is the history.
 The web server is werkzeug's threaded server, one thread per request (docs/architecture.md says
 why). Ctrl-C or SIGTERM stops the web server, the event streams, the hub, the local nodes and the
-broker, in that order.
+broker, in that order. With ``--listen`` the hub also transcribes a microphone of this machine
+(:mod:`hub.listen`), a live job like any other; Ctrl-C closes it first.
 
 Exit codes: 0 stopped by a signal; 2 bad flags, or something could not start.
 """
@@ -24,10 +26,12 @@ from werkzeug.serving import make_server
 from dashboard.app import close_app, create_app
 from dashboard.settings import DashboardSettings
 from hub.broker import port_is_free
+from hub.capture import DeviceError
 from hub.launch import (
     Interrupted, NodeLog, StartError, add_hub_args, add_job_args, check_args, default_store_dir, hub_settings,
     local_hub, stop_on_signals,
 )
+from hub.listen import ListenSession, ListenSettings, add_capture_args, listen_settings
 from hub.service import HubSettings
 from protocol.cli import env_default, setup_logging
 
@@ -50,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                              "$XDG_DATA_HOME/edgescribe, else ~/.local/share/edgescribe; here %(default)s)")
     parser.add_argument("--max-upload-mb", type=float, default=env_default("--max-upload-mb", "200"),
                         help="largest upload, in MB of 2^20 bytes (default %(default)s; env EDGESCRIBE_MAX_UPLOAD_MB)")
+    parser.add_argument("--listen", action="store_true",
+                        help="also transcribe from a microphone on this machine, shown live as a job (docs/capture.md)")
+    add_capture_args(parser)
     add_job_args(parser)
     return parser
 
@@ -63,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             max_duration_s=args.max_duration,
         )
         hub = hub_settings(args, store_dir=args.store)
+        listen = listen_settings(args) if args.listen else None
     except ValueError as exc:
         print(f"dashboard: {exc}", file=sys.stderr)
         return 2
@@ -77,13 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     stop_on_signals()
     try:
-        return _run(args, local, settings, hub)
+        return _run(args, local, settings, hub, listen)
     except Interrupted:  # a signal while starting
         print("dashboard: interrupted", file=sys.stderr)
         return 130
 
 
-def _run(args: argparse.Namespace, local: int, settings: DashboardSettings, hub_settings: HubSettings) -> int:
+def _run(args: argparse.Namespace, local: int, settings: DashboardSettings, hub_settings: HubSettings,
+         listen: ListenSettings | None) -> int:
     try:
         with local_hub(args, local, hub_settings, name="dashboard") as (hub, cluster):
             app = create_app(settings, hub)
@@ -100,11 +109,22 @@ def _run(args: argparse.Namespace, local: int, settings: DashboardSettings, hub_
                 print(f"edgescribe dashboard: {_url(settings.host, server.server_port)}", file=sys.stderr)
                 print(f"  hub {hub.hub_id}, broker {cluster.broker_url}, {local} local edge node(s), "
                       f"store {settings.store_dir}. Ctrl-C stops everything.", file=sys.stderr, flush=True)
+                session = ListenSession(hub, listen) if listen is not None else None
                 try:
+                    if session is not None:
+                        try:
+                            job = session.start()
+                        except DeviceError as exc:
+                            print(f"dashboard: {exc}", file=sys.stderr)
+                            return 2
+                        print(f"  listening to {session.device}: job {job.id}", file=sys.stderr, flush=True)
                     cluster.supervise(threading.Event())  # restarts a local node or the private broker that dies
                 except Interrupted:
                     print("dashboard: stopping", file=sys.stderr, flush=True)
                 finally:
+                    if session is not None and session.job is not None:  # closed; the store keeps what is in flight
+                        session.stop()
+                        session.join(10)
                     server.shutdown()
                     server.server_close()
             finally:

@@ -29,6 +29,9 @@ Rules:
   attempt, so a node that rejects everything cannot keep a job alive forever.
 - Results are keyed by (job id, sequence id): the first ``ok``/``no-speech``
   answer wins, later ones (a slow node that comes back) are dropped.
+- A stream (``Job.open``) gains chunks while it is open and cannot finish
+  until :meth:`Dispatcher.close_job`; with nothing queued it waits for
+  speech, not for a node, so the no-node timeout does not run.
 """
 
 from __future__ import annotations
