@@ -30,7 +30,7 @@ from pydub import AudioSegment
 
 from hub.audio import SAMPLE_RATE, write_wav_at
 from hub.capture import CaptureSettings, DeviceError, DeviceLost, InputDevice, Microphone, open_microphone
-from hub.jobs import ChunkState, Job
+from hub.jobs import ChunkState, Job, JobState
 from hub.service import Hub, StreamClosed
 from hub.transcript import clock, segments
 from hub.vad import FRAME_BYTES, VADS, FrameClassifier, Segmenter, Utterance, VadSettings
@@ -106,6 +106,7 @@ class ListenSession:
         if self._emit is not None:
             self.printer = LinePrinter(self.hub, self.job.id, self._emit, self._clock)
             self.hub.add_listener(self.printer)
+        self.hub.add_listener(self._on_job)
         self._thread.start()
         return self.job
 
@@ -125,6 +126,13 @@ class ListenSession:
     def overruns(self) -> int:
         mic = self._mic
         return self.overflows + self.dropped + (mic.overruns if mic is not None else 0)
+
+    def _on_job(self, job: Job) -> None:
+        """A job listener: a stream that failed as a whole (no node in time) ends the session now."""
+        if self.job is not None and job.id == self.job.id and job.state is JobState.FAILED and not self._stop.is_set():
+            self.ended = f"stream {job.id} failed: {job.error}"
+            _LOGGER.error("%s; the session ends", self.ended)
+            self.stop()
 
     # -- the capture-segmenter thread --------------------------------------------------------
     def _run(self) -> None:
@@ -192,6 +200,7 @@ class ListenSession:
             away_ms = int((self._clock() - gone) * 1000)
             _LOGGER.warning("input device %s is back after %.1f s", mic.device, away_ms / 1000)
             self._send(self._segmenter.skip(away_ms))
+            self._keep_audio(b"", flush=True)  # what came before the gap, at its place
             self._kept_samples = self._segmenter.position_ms * SAMPLE_RATE // 1000
             return True
         return False

@@ -508,6 +508,7 @@ def test_capture_live_lines_arrive_while_it_plays_in_order_and_sigterm_writes_th
     summary = next(line for line in listen.err if "line(s) from" in line)
     assert "0 overrun(s)" in summary, summary
     print(f"\nfirst line {first_at - began:.1f} s after the speech began ({seconds:.1f} s of audio); {summary}")
+    print("\n".join(lines))
     assert not list((tmp_path / "store" / "audio").glob("*.wav"))  # no raw audio kept without --keep-audio
 
 
@@ -531,3 +532,17 @@ def test_capture_device_that_disappears_keeps_the_text_so_far(virtual_mic, corpu
     assert any("stopped (unplugged, or its sound server went away); the text so far is kept" in line for line in listen.err)
     assert any("the session ended early" in line for line in listen.err)
     assert wer(reference, out.read_text()) < 0.35
+
+
+def test_capture_session_ends_when_its_stream_fails_for_want_of_a_node():
+    hub = stream_hub(no_node_timeout_s=0.3)
+    hub._link.start = lambda: None  # no broker, so no node: the dispatch thread's timeout runs
+    hub.start()
+    try:
+        mic = ScriptedMic(silence(10) + tone_frames(40) + silence(30), lose=False, name="usb")
+        session = ListenSession(hub, ListenSettings(), open_mic=lambda settings, again: mic, classifier=loud)
+        job = session.start()
+        assert session.join(10), "the session did not end when its stream failed"
+        assert job.state is JobState.FAILED and "no edge node" in session.ended
+    finally:
+        hub.stop()
