@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -30,7 +29,7 @@ from pathlib import Path
 from hub.audio import AudioError, load_recording
 from hub.broker import port_is_free
 from hub.capture import DeviceError, default_input, find_input, list_inputs, sounddevice
-from hub.inbox import Inbox
+from hub.inbox import Inbox, atomic_write
 from hub.jobs import ChunkState, Job, JobState
 from hub.launch import (
     Interrupted, NodeLog, StartError, add_hub_args, add_job_args, check_args, default_store_dir, hub_settings,
@@ -255,7 +254,7 @@ def _listen(args: argparse.Namespace, local: int) -> int:
             job.finished.wait()
             final = hub.job(job.id) or job
             if args.output:
-                _write_atomically(args.output, render(final, fmt) + "\n")
+                atomic_write(args.output, render(final, fmt) + "\n")
             lines = session.printer.lines if session.printer else 0
             print(f"hub: {lines} line(s) from {len(final.chunks)} utterance chunk(s); {Latency.of(session).describe()}; "
                   f"{session.overruns} overrun(s) ({session.overflows} overflowed, {session.dropped} dropped blocks)",
@@ -278,8 +277,3 @@ def _report_state(job: Job) -> int:
         return 1
     return 0
 
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -40,7 +40,8 @@ def _digest(path: Path) -> str:
     return sha.hexdigest()
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it, so that a reader never sees half of it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -101,7 +102,7 @@ class Inbox:
             audio = load_recording(path, max_duration_s=self._max_duration_s)  # decoded to disk, not memory
         except AudioError as exc:
             _LOGGER.warning("inbox: refused %s: %s", path.name, exc)
-            _atomic_write(self.failed / f"{path.name}.txt", f"{exc}\n")
+            atomic_write(self.failed / f"{path.name}.txt", f"{exc}\n")
             path.unlink()
             return 0
         job = self._hub.submit(audio, path.name, digest=digest)
@@ -125,6 +126,6 @@ class Inbox:
         with self._export_lock:
             if only_if_missing and self._output(job, ".json").exists():
                 return
-            _atomic_write(self._output(job, ".txt"), render(job, "text") + "\n")
-            _atomic_write(self._output(job, ".json"), render(job, "json") + "\n")  # last: marks it written
+            atomic_write(self._output(job, ".txt"), render(job, "text") + "\n")
+            atomic_write(self._output(job, ".json"), render(job, "json") + "\n")  # last: marks it written
         _LOGGER.info("job %s (%s) %s: wrote %s", job.id, job.name, job.state.value, self._output(job, ".txt"))
