@@ -248,8 +248,9 @@ def _quiet_cut(segment: Recording, low: int, high: int, max_ms: int) -> int:
 
 def _spans(cuts: list[int], hard: list[bool], overlap_ms: int, total_ms: int) -> list[ChunkSpec]:
     bounds = [0, *cuts, total_ms]
-    overlaps = [0, *(overlap_ms if h else 0 for h in hard), 0]
+    # the same overlap on both sides of a cut, clipped to the recording at either end
+    overlaps = [0, *(min(overlap_ms, cut, total_ms - cut) if h else 0 for cut, h in zip(cuts, hard)), 0]
     return [
-        ChunkSpec(a, b, lead_ms=min(lead, a), tail_ms=min(tail, total_ms - b))
+        ChunkSpec(a, b, lead_ms=lead, tail_ms=tail)
         for a, b, lead, tail in zip(bounds, bounds[1:], overlaps, overlaps[1:])
     ]
