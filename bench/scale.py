@@ -20,7 +20,7 @@ to ``--out``, and the speed-up plot (matplotlib) to ``--plot``:
 - ``hetero``: ``--fast`` nodes and ``--slow`` ones ``--slowdown`` times slower: the job must take
   about the ideal of the pool's summed capacity, not the slow node's pace.
 - ``memory``: ``python -m hub transcribe`` of a ``--memory-audio`` long recording (default 2 h; the
-  speech file looped) with simulated nodes; the hub process's peak RSS, from ``wait4``.
+  speech file looped) with simulated nodes; the hub process's peak RSS (VmHWM).
 
 The recordings of ``nodes``, ``hetero`` and ``memory`` are ``--sim-file`` looped with ffmpeg to
 the length asked, as 16 kHz mono WAV in a temporary folder. Runs are sequential. With
@@ -245,8 +245,26 @@ def bench_pool(audio: Any, kind: str, fast: int, slow: int, rtf: float, slowdown
 # --- memory ---------------------------------------------------------------------------------
 
 
+def _vm_hwm_mb(pid: int) -> float:
+    """The peak resident memory (VmHWM) of a live process, in MiB; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def run_memory(path: Path, audio_s: float, nodes: int, rtf: float, repeat: int) -> report.MemoryRun:
-    """``python -m hub transcribe`` of ``path`` with simulated nodes; the hub's peak RSS from ``wait4``."""
+    """``python -m hub transcribe`` of ``path`` with simulated nodes; the hub process's own peak RSS.
+
+    VmHWM is read from /proc while the hub runs (it only grows, and the hub stops its nodes and
+    broker after its last allocation, so the last reading holds the peak). ``wait4``'s
+    ``ru_maxrss`` would not do: Linux carries the parent's high-water mark into a child across
+    ``exec``, so it reports at least this bench's own size.
+    """
     cmd = [
         sys.executable, "-m", "hub", "transcribe", str(path), "--local-nodes", str(nodes),
         "--engine", "simulated", "--model", f"{rtf:g}", "--format", "json",
@@ -255,9 +273,11 @@ def run_memory(path: Path, audio_s: float, nodes: int, rtf: float, repeat: int) 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, _vm_hwm_mb(proc.pid))
+            time.sleep(0.02)
         wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
@@ -268,7 +288,7 @@ def run_memory(path: Path, audio_s: float, nodes: int, rtf: float, repeat: int) 
     doc = json.loads(stdout)
     chunks = len({s["seq"] for s in doc["segments"]})
     return report.MemoryRun(audio_s=audio_s, nodes=nodes, repeat=repeat, wall_s=wall,
-                            peak_rss_mb=usage.ru_maxrss / 1024, chunks=chunks, exit_code=proc.returncode)
+                            peak_rss_mb=peak, chunks=chunks, exit_code=proc.returncode)
 
 
 # --- command line ---------------------------------------------------------------------------

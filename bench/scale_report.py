@@ -65,7 +65,7 @@ class MemoryRun:
     nodes: int
     repeat: int
     wall_s: float
-    peak_rss_mb: float  #: the hub process's high-water mark (its largest child, if larger)
+    peak_rss_mb: float  #: the hub process's own high-water mark (VmHWM), its children not included
     chunks: int
     exit_code: int
 
@@ -186,10 +186,10 @@ def goals(real: list[RealSummary], sims: list[SimSummary], memory: list[MemoryRu
         worst = max(cpu)
         add("hub CPU per chunk (worst pool)", f"< {GOALS['hub_cpu_ms_per_chunk']:g} ms", worst,
             worst < GOALS["hub_cpu_ms_per_chunk"], "ms")
-    for m in memory:
-        hours = m.audio_s / 3600
-        add(f"hub peak memory, {hours:.2g} h recording", f"< {GOALS['hub_peak_rss_mb']:g} MB (2 h)",
-            m.peak_rss_mb, m.peak_rss_mb < GOALS["hub_peak_rss_mb"], "MB")
+    if memory:
+        worst = max(memory, key=lambda m: m.peak_rss_mb)  # the highest of the repeats
+        add(f"hub peak memory, {worst.audio_s / 3600:.2g} h recording", f"< {GOALS['hub_peak_rss_mb']:g} MB (2 h)",
+            worst.peak_rss_mb, worst.peak_rss_mb < GOALS["hub_peak_rss_mb"], "MB")
     return out
 
 

@@ -83,7 +83,10 @@ def test_goals_say_honestly_which_are_met() -> None:
                         substitutions=0, deletions=0, insertions=0, words=10, chunks=11, failed_chunks=0,
                         node_seconds=70, speedup=1.7)]
     sims = report.summarise([_sim(32, 6.0), _sim(64, 6.0), _sim(4, 63.0, kind="hetero", slow=1, cpu=1.0)])
-    memory = [report.MemoryRun(audio_s=7200, nodes=4, repeat=0, wall_s=40.0, peak_rss_mb=95.0, chunks=361, exit_code=0)]
+    memory = [report.MemoryRun(audio_s=7200, nodes=4, repeat=i, wall_s=40.0, peak_rss_mb=95.0 + i, chunks=361, exit_code=0)
+              for i in range(3)]
+    assert [g["goal"] for g in report.goals([], [], memory)] == ["hub peak memory, 2 h recording"]
+    assert report.goals([], [], memory)[0]["value"] == 97.0
     by_goal = {g["goal"]: g for g in report.goals(real, sims, memory)}
     assert not by_goal["real engine, 2 nodes vs whole file on one"]["met"]
     assert by_goal["simulated, 32 nodes: share of the ideal speed-up"]["met"]  # 7.125 s ideal / 6 s
