@@ -391,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
         sections.append("Hub steps (pools of equal nodes):\n\n" + report.steps_table(doc["simulated"]["steps"]))
     if memory:
         sections.append("Memory:\n\n" + report.memory_table(memory))
-    sections.append("Goals:\n\n" + report.goals_table(doc["goals"]))
+    note = (" (--quick: a short run, for checking that the bench works; its few chunks carry each job's fixed"
+            " costs, so judge the goals on a full run)" if args.quick else "")
+    sections.append(f"Goals{note}:\n\n" + report.goals_table(doc["goals"]))
     print("\n\n".join(sections))
     if args.plot is not None and rows:
         if report.plot(rows, args.plot):
