@@ -15,8 +15,7 @@ from pathlib import Path
 
 from edge_node.engines import DEFAULT_ENGINE, EngineError, EngineUnavailable, NoSpeech, available_engines, create_engine
 from edge_node.settings import NodeSettings, default_node_id
-from protocol.broker import BrokerAddress
-from protocol.cli import add_common_args, env_default, setup_logging
+from protocol.cli import add_common_args, broker_from_args, env_default, setup_logging
 from protocol.topics import Topics
 
 _LOGGER = logging.getLogger("edge_node")
@@ -54,7 +53,7 @@ def serve(argv: list[str]) -> int:
     setup_logging(args.log_level)
     try:
         settings = NodeSettings(
-            broker=BrokerAddress.parse(args.broker),
+            broker=broker_from_args(args),
             node_id=args.node_id,
             topics=Topics(args.prefix),
             engine=args.engine,

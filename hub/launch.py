@@ -23,7 +23,7 @@ from hub.local import LocalCluster, NodeOptions
 from hub.service import Hub, HubSettings
 from hub.store import StoreError
 from protocol.broker import BrokerAddress
-from protocol.cli import add_common_args, env_default
+from protocol.cli import add_common_args, broker_from_args, env_default
 from protocol.messages import NodeStatus
 from protocol.topics import Topics
 
@@ -98,7 +98,7 @@ def check_args(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown engine {args.engine!r}; choose one of: {', '.join(engines)}")
     Topics(args.prefix)
     if args.broker:
-        BrokerAddress.parse(args.broker)
+        broker_from_args(args)
     local = args.local_nodes if args.local_nodes is not None else (0 if args.broker else DEFAULT_LOCAL_NODES)
     if local < 0 or (args.broker is None and local == 0):
         raise ValueError("without --broker, --local-nodes must be at least 1")
@@ -111,7 +111,7 @@ def hub_settings(args: argparse.Namespace, store_dir: Path | None = None) -> Hub
     The broker is a placeholder without ``--broker``: :func:`local_hub` puts in the private one.
     """
     return HubSettings(
-        broker=BrokerAddress.parse(args.broker or "mqtt://127.0.0.1"),
+        broker=broker_from_args(args, fallback="mqtt://127.0.0.1"),
         chunking=ChunkingSettings(target_s=args.target_chunk, max_s=args.max_chunk, overlap_s=args.chunk_overlap),
         dispatch=DispatchSettings(
             lease_base_s=args.lease, max_attempts=args.max_attempts, no_node_timeout_s=args.no_node_timeout,

@@ -1,8 +1,12 @@
-"""Broker addresses: ``mqtt://[user[:password]@]host[:port]`` (``mqtts://`` for TLS)."""
+"""Broker addresses: ``mqtt://[user[:password]@]host[:port]`` (``mqtts://`` for TLS).
+
+With ``mqtts://`` the address also carries the TLS files: a CA certificate to check the broker
+against (the system's CAs when there is none) and an optional client certificate and key.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_PORT = 1883
@@ -16,6 +20,9 @@ class BrokerAddress:
     tls: bool = False
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
     @classmethod
     def parse(cls, url: str) -> BrokerAddress:
@@ -39,6 +46,18 @@ class BrokerAddress:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
         )
+
+    def with_tls_files(
+        self, ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
+    ) -> BrokerAddress:
+        """This address with TLS files; ValueError if they are given for a plain mqtt:// URL."""
+        if not (ca_file or cert_file or key_file):
+            return self
+        if not self.tls:
+            raise ValueError(f"broker URL {self}: CA, certificate and key files need an mqtts:// URL")
+        if key_file and not cert_file:
+            raise ValueError("a client key file needs a client certificate file")
+        return replace(self, ca_file=ca_file or None, cert_file=cert_file or None, key_file=key_file or None)
 
     def __str__(self) -> str:
         """The URL with any password redacted, safe to log."""

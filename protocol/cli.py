@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 
+from protocol.broker import BrokerAddress
 from protocol.topics import DEFAULT_PREFIX
 
 ENV_PREFIX = "EDGESCRIBE_"
@@ -22,7 +23,7 @@ def env_default(flag: str, default: str | None = None) -> str | None:
 
 
 def add_common_args(parser: argparse.ArgumentParser, broker_required: bool, log_level: str = "INFO") -> None:
-    """Add the flags every program shares: broker, topic prefix, log level."""
+    """Add the flags every program shares: broker, its TLS files, topic prefix, log level."""
     broker = env_default("--broker")
     parser.add_argument(
         "--broker",
@@ -30,6 +31,12 @@ def add_common_args(parser: argparse.ArgumentParser, broker_required: bool, log_
         required=broker_required and broker is None,
         help="broker URL, mqtt://HOST[:PORT] or mqtts://USER:PASSWORD@HOST[:PORT] (env EDGESCRIBE_BROKER)",
     )
+    parser.add_argument(
+        "--ca-file", default=env_default("--ca-file"),
+        help="with mqtts://: CA certificate that signed the broker's (default: the system's CAs)",
+    )
+    parser.add_argument("--cert-file", default=env_default("--cert-file"), help="with mqtts://: client certificate")
+    parser.add_argument("--key-file", default=env_default("--key-file"), help="with mqtts://: client private key")
     parser.add_argument(
         "--prefix",
         default=env_default("--prefix", DEFAULT_PREFIX),
@@ -41,6 +48,14 @@ def add_common_args(parser: argparse.ArgumentParser, broker_required: bool, log_
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         type=str.upper,
     )
+
+
+def broker_from_args(args: argparse.Namespace, fallback: str | None = None) -> BrokerAddress:
+    """The broker of :func:`add_common_args`' flags, with its TLS files (ValueError if invalid)."""
+    url = args.broker or fallback
+    if url is None:
+        raise ValueError("no broker URL given")
+    return BrokerAddress.parse(url).with_tls_files(args.ca_file, args.cert_file, args.key_file)
 
 
 def setup_logging(level: str) -> None:

@@ -68,7 +68,7 @@ class MqttLink:
         if broker.username:
             client.username_pw_set(broker.username, broker.password)
         if broker.tls:
-            client.tls_set()
+            client.tls_set(ca_certs=broker.ca_file, certfile=broker.cert_file, keyfile=broker.key_file)
         if will is not None:
             client.will_set(will.topic, will.payload, qos=QOS, retain=will.retain)
         client.on_connect = self._handle_connect
