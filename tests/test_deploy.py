@@ -1,0 +1,161 @@
+"""scripts/install-edge-node and scripts/install-hub, run into a temporary root (--prefix) without apt,
+systemctl or pip: the unit and env files they write, reruns, bad options, and a node's code alone."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def install(script: str, root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(REPO / "scripts" / script), "--prefix", str(root), "--skip-apt", "--no-systemctl", "--no-pip",
+         "--python", sys.executable, *args],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def installed(script: str, root: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = install(script, root, *args)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def read_unit(path: Path) -> configparser.ConfigParser:
+    unit = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    unit.optionxform = str  # keys are case-sensitive
+    unit.read_string(path.read_text())
+    return unit
+
+
+def read_env(path: Path) -> dict[str, str]:
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_deploy_node_unit_and_env(tmp_path):
+    installed("install-edge-node", tmp_path, "--broker", "mqtt://hub.lan:1883", "--engine", "whisper",
+              "--model", "tiny.en", "--node-id", "pi-01")
+    unit = read_unit(tmp_path / "etc/systemd/system/edgescribe-node.service")["Service"]
+    python = tmp_path / "opt/edgescribe/node/venv/bin/python"
+    assert unit["ExecStart"] == f"{python} -m edge_node"
+    assert python.exists()
+    env_file = tmp_path / "etc/edgescribe/node.env"
+    assert unit["EnvironmentFile"] == str(env_file)
+    assert unit["Restart"] == "on-failure"
+    assert unit["User"] == "edgescribe"
+    assert unit["NoNewPrivileges"] == "yes" and unit["ProtectSystem"] == "strict"
+    assert unit["ReadWritePaths"] == str(tmp_path / "var/lib/edgescribe")
+    assert unit["StandardOutput"] == "journal"
+
+    env = read_env(env_file)
+    assert env["EDGESCRIBE_BROKER"] == "mqtt://hub.lan:1883"
+    assert env["EDGESCRIBE_ENGINE"] == "whisper"
+    assert env["EDGESCRIBE_MODEL"] == "tiny.en"
+    assert env["EDGESCRIBE_NODE_ID"] == "pi-01"
+    assert mode(env_file) == 0o600
+
+    # a node gets edge_node/ and protocol/ only
+    app = tmp_path / "opt/edgescribe/node/app"
+    assert sorted(p.name for p in app.iterdir() if p.is_dir()) == ["edge_node", "protocol"]
+
+
+def test_deploy_node_code_runs_alone(tmp_path):
+    """The copied code imports and parses its flags with neither hub/ nor dashboard/ beside it."""
+    installed("install-edge-node", tmp_path)
+    app = tmp_path / "opt/edgescribe/node/app"
+    code = (
+        "import sys, edge_node.__main__, edge_node.node, edge_node.runner, edge_node.engines\n"
+        "assert not {'hub', 'dashboard'} & set(sys.modules), sorted(sys.modules)\n"
+        "assert edge_node.__file__.startswith(sys.argv[1]), edge_node.__file__\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", code, str(app)], cwd=app, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "edge_node", "--help"], cwd=app, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and "--broker" in proc.stdout, proc.stderr
+
+
+def test_deploy_hub_unit_env_and_broker(tmp_path):
+    installed("install-hub", tmp_path, "--broker", "mqtt://127.0.0.1:1883", "--engine", "sphinx")
+    unit = read_unit(tmp_path / "etc/systemd/system/edgescribe-dashboard.service")["Service"]
+    python = tmp_path / "opt/edgescribe/hub/venv/bin/python"
+    assert unit["ExecStart"].startswith(f"{python} -m dashboard ")
+    env_file = tmp_path / "etc/edgescribe/hub.env"
+    assert unit["EnvironmentFile"] == str(env_file)
+    assert unit["Restart"] == "on-failure"
+    assert unit["User"] == "edgescribe"
+    assert unit["ProtectSystem"] == "strict"
+
+    env = read_env(env_file)
+    assert env["EDGESCRIBE_BROKER"] == "mqtt://127.0.0.1:1883"
+    assert env["EDGESCRIBE_PREFER_ENGINE"] == "sphinx"
+    assert env["EDGESCRIBE_STORE"].startswith(unit["ReadWritePaths"])
+    assert mode(env_file) == 0o600
+
+    conf = (tmp_path / "etc/mosquitto/conf.d/edgescribe.conf").read_text()
+    settings = [line.split()[0] for line in conf.splitlines() if line.strip() and not line.startswith("#")]
+    assert "listener" in settings and "persistence" in settings
+    assert not {"persistence_location", "log_dest", "pid_file"} & set(settings)  # Debian's main file sets them
+
+
+@pytest.mark.parametrize("script, env_name", [("install-edge-node", "node.env"), ("install-hub", "hub.env")])
+def test_deploy_rerun_is_idempotent(tmp_path, script, env_name):
+    installed(script, tmp_path, "--broker", "mqtts://user:pass@hub.lan:8883")
+    env_file = tmp_path / "etc/edgescribe" / env_name
+    env_file.write_text(env_file.read_text() + "EDGESCRIBE_CONCURRENCY=2\n")  # an operator's own edit
+    units = sorted((tmp_path / "etc/systemd/system").iterdir())
+    before = {p: p.read_text() for p in units}
+    role = "node" if script == "install-edge-node" else "hub"
+    stale = tmp_path / "opt/edgescribe" / role / "app/protocol/removed_module.py"
+    stale.write_text("")
+
+    installed(script, tmp_path)  # an upgrade: the code is replaced, the settings kept
+    assert {p: p.read_text() for p in units} == before
+    env = read_env(env_file)
+    assert env["EDGESCRIBE_BROKER"] == "mqtts://user:pass@hub.lan:8883"
+    assert env["EDGESCRIBE_CONCURRENCY"] == "2"
+    assert not stale.exists()
+
+    installed(script, tmp_path, "--broker", "mqtt://other:1883")  # a value given changes only that line
+    text = env_file.read_text()
+    assert text.count("EDGESCRIBE_BROKER=") == 1 and "EDGESCRIBE_BROKER=mqtt://other:1883" in text
+    assert read_env(env_file)["EDGESCRIBE_CONCURRENCY"] == "2"
+    assert mode(env_file) == 0o600
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("install-edge-node", ["--frobnicate"], "unknown option '--frobnicate'"),
+    ("install-edge-node", ["--engine", "nope"], "--engine must be sphinx, whisper, vosk or google"),
+    ("install-edge-node", ["--broker", "hub.lan:1883"], "--broker must be an mqtt://"),
+    ("install-edge-node", ["--node-id", "bad id"], "--node-id must be"),
+    ("install-edge-node", ["--broker"], "--broker needs a URL"),
+    ("install-hub", ["--node-id", "x"], "--node-id is for install-edge-node"),
+])
+def test_deploy_bad_option(tmp_path, script, args, message):
+    proc = install(script, tmp_path, *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert not (tmp_path / "etc").exists()  # nothing written
+
+
+def test_deploy_remove_keeps_settings(tmp_path):
+    installed("install-edge-node", tmp_path, "--broker", "mqtt://hub.lan:1883")
+    installed("install-edge-node", tmp_path, "--remove")
+    assert not (tmp_path / "etc/systemd/system/edgescribe-node.service").exists()
+    assert not (tmp_path / "opt/edgescribe/node").exists()
+    assert read_env(tmp_path / "etc/edgescribe/node.env")["EDGESCRIBE_BROKER"] == "mqtt://hub.lan:1883"
