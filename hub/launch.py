@@ -138,7 +138,9 @@ def local_hub(
     try:
         try:
             cluster.start()
-            hub = Hub(dataclasses.replace(settings, broker=BrokerAddress.parse(str(cluster.broker_url))))
+            # with --broker the settings already hold it, TLS files included
+            broker = settings.broker if args.broker else BrokerAddress.parse(str(cluster.broker_url))
+            hub = Hub(dataclasses.replace(settings, broker=broker))
         except (RuntimeError, StoreError) as exc:  # mosquitto missing or unable to start; store locked
             raise StartError(str(exc)) from exc
         yield hub, cluster

@@ -261,3 +261,18 @@ def test_security_whole_chain_over_tls_with_accounts(secure_broker, corpus, tmp_
     text = log.read_text(encoding="utf-8")
     assert PASSWORDS["n1"] not in text, "the node never logs its password"
     assert re.search(r"connected to mqtts://n1:\*\*\*@127\.0\.0\.1", text)
+
+
+def test_security_tls_files_from_flags_and_environment(monkeypatch):
+    import argparse
+
+    from hub.launch import add_hub_args, add_job_args, hub_settings
+
+    monkeypatch.setenv("EDGESCRIBE_CA_FILE", "/env/ca.crt")
+    parser = argparse.ArgumentParser()
+    add_hub_args(parser, "INFO")
+    add_job_args(parser)
+    args = parser.parse_args(["--broker", "mqtts://hub:pw@hub.lan", "--cert-file", "c.crt", "--key-file", "c.key"])
+    broker = hub_settings(args).broker
+    assert (broker.ca_file, broker.cert_file, broker.key_file, broker.port) == ("/env/ca.crt", "c.crt", "c.key", 8883)
+    assert "pw" not in str(broker) and "pw" not in repr(hub_settings(args))
