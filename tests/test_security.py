@@ -276,3 +276,16 @@ def test_security_tls_files_from_flags_and_environment(monkeypatch):
     broker = hub_settings(args).broker
     assert (broker.ca_file, broker.cert_file, broker.key_file, broker.port) == ("/env/ca.crt", "c.crt", "c.key", 8883)
     assert "pw" not in str(broker) and "pw" not in repr(hub_settings(args))
+
+
+def test_security_accounts_script_prints_generated_passwords_once(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGESCRIBE_PASSWORD_")}
+    made = subprocess.run([sys.executable, str(ROOT / "scripts" / "make-broker-accounts"), "--out", str(tmp_path),
+                           "--no-dashboard", "kitchen-pi"], env=env, capture_output=True, text=True, timeout=30)
+    assert made.returncode == 0, made.stderr
+    printed = dict(line.split() for line in made.stdout.splitlines())
+    assert set(printed) == {"hub", "kitchen-pi"} and all(len(p) >= 20 for p in printed.values())
+    written = "".join(f.read_text(encoding="utf-8") for f in tmp_path.iterdir()) + made.stderr
+    assert not any(p in written for p in printed.values()), "only hashes are written; stderr has no password"
+    assert oct((tmp_path / "passwd").stat().st_mode & 0o777) == "0o600"
+    assert "pattern read edgescribe/node/%u/chunk" in (tmp_path / "acl").read_text(encoding="utf-8")
