@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Protocol
 
 import speech_recognition as sr
@@ -22,6 +23,12 @@ class EngineError(RuntimeError):
 
 class NoSpeech(Exception):
     """The engine heard nothing it could transcribe (not a failure)."""
+
+
+def require_package(module: str, engine: str, install: str) -> None:
+    """Raise :class:`EngineUnavailable` when ``module`` is not installed; ``install`` is the pip argument."""
+    if importlib.util.find_spec(module) is None:
+        raise EngineUnavailable(f"engine {engine} needs the {install.split('=')[0]} package: pip install {install}")
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:

@@ -7,13 +7,12 @@ which also makes it safe to call from several threads.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
 import speech_recognition as sr
 
-from edge_node.engines.base import EngineUnavailable, NoSpeech, Timed
+from edge_node.engines.base import EngineUnavailable, NoSpeech, Timed, require_package
 from protocol.messages import Span, Word
 
 _FRAMES_PER_S = 100  # PocketSphinx's default frame rate
@@ -25,8 +24,7 @@ class SphinxEngine:
     name = "sphinx"
 
     def __init__(self, model: str = "", language: str = "en-US") -> None:
-        if importlib.util.find_spec("pocketsphinx") is None:
-            raise EngineUnavailable("engine sphinx needs the pocketsphinx package: pip install pocketsphinx")
+        require_package("pocketsphinx", "sphinx", "pocketsphinx")
         data = Path(sr.__file__).parent / "pocketsphinx-data"
         if model:
             # a directory holding acoustic-model/, language-model.lm.bin and pronounciation-dictionary.dict

@@ -11,7 +11,6 @@ Optional: ``pip install vosk==0.3.45`` (Apache-2.0); it is not in ``edge_node/re
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -23,7 +22,7 @@ from typing import IO
 
 import speech_recognition as sr
 
-from edge_node.engines.base import EngineUnavailable, NoSpeech, Timed, one_line
+from edge_node.engines.base import EngineUnavailable, NoSpeech, Timed, one_line, require_package
 from protocol.messages import Span, Word
 
 _RATE = 16000
@@ -36,8 +35,7 @@ class VoskEngine:
     name = "vosk"
 
     def __init__(self, model: str = "", language: str = "en-US") -> None:
-        if importlib.util.find_spec("vosk") is None:
-            raise EngineUnavailable("engine vosk needs the vosk package: pip install vosk==0.3.45")
+        require_package("vosk", "vosk", "vosk==0.3.45")
         if not model:
             raise EngineUnavailable(f"engine vosk needs a model: {_HINT}")
         path = Path(model)

@@ -10,13 +10,12 @@ Whisper decodes a padded 30 s window whatever the chunk length, so chunks of 10-
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import speech_recognition as sr
 
-from edge_node.engines.base import EngineUnavailable, NoSpeech, Timed
+from edge_node.engines.base import EngineUnavailable, NoSpeech, Timed, require_package
 from protocol.messages import Span, Word
 
 DEFAULT_MODEL = "tiny.en"
@@ -26,8 +25,7 @@ class WhisperEngine:
     name = "whisper"
 
     def __init__(self, model: str = "", language: str = "en-US") -> None:
-        if importlib.util.find_spec("faster_whisper") is None:
-            raise EngineUnavailable("engine whisper needs the faster-whisper package: pip install faster-whisper")
+        require_package("faster_whisper", "whisper", "faster-whisper")
         from faster_whisper import WhisperModel
 
         self.model = model or DEFAULT_MODEL
