@@ -7,7 +7,7 @@ from typing import Any
 
 from hub.jobs import ChunkState, Job
 from hub.service import Hub
-from hub.transcript import segments, to_text
+from hub.transcript import segments, text_of
 from protocol.messages import NodeStatus
 
 
@@ -37,8 +37,9 @@ def summary_of_row(row: dict[str, Any]) -> dict[str, Any]:
 def detail(job: Job, with_segments: bool = True) -> dict[str, Any]:
     """GET /api/jobs/<id>; the ``job`` event is this without ``segments``."""
     body = summary(job)
+    segs = segments(job)  # the overlap merge runs once for the text and the segments
     body["error"] = job.error
-    body["text"] = to_text(job)
+    body["text"] = text_of(segs)
     body["chunks"] = [
         {
             "seq": c.seq,
@@ -50,7 +51,7 @@ def detail(job: Job, with_segments: bool = True) -> dict[str, Any]:
         for c in job.chunks
     ]
     if with_segments:
-        body["segments"] = [asdict(s) for s in segments(job)]
+        body["segments"] = [asdict(s) for s in segs]
     return body
 
 

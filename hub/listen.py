@@ -32,7 +32,7 @@ from hub.audio import SAMPLE_RATE, write_wav_at
 from hub.capture import CaptureSettings, DeviceError, DeviceLost, InputDevice, Microphone, open_microphone
 from hub.jobs import ChunkState, Job, JobState
 from hub.service import Hub, StreamClosed
-from hub.transcript import clock, segments
+from hub.transcript import clock, line, segments
 from hub.vad import FRAME_BYTES, VADS, FrameClassifier, Segmenter, Utterance, VadSettings
 from protocol.cli import env_default
 
@@ -256,11 +256,8 @@ class LinePrinter:
                 return
             by_seq: dict[int, list[str]] = {}
             for seg in segments(current):
-                if self._next <= seg.seq < ready:
-                    if seg.status == "failed":
-                        by_seq.setdefault(seg.seq, []).append(f"[gap {clock(seg.start_s)}-{clock(seg.end_s)}: {seg.reason}]")
-                    elif seg.text:
-                        by_seq.setdefault(seg.seq, []).append(seg.text)
+                if self._next <= seg.seq < ready and (text := line(seg)):  # words, or a failed chunk's marked gap
+                    by_seq.setdefault(seg.seq, []).append(text)
             now = self._clock()
             for seq in range(self._next, ready):
                 self.printed[seq] = now

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from itertools import groupby
 
 from hub.jobs import ChunkState, ChunkWork, Job
 from hub.merge import Timed, join
@@ -52,20 +53,16 @@ def _place(chunk: ChunkWork, t: float) -> float:
 def _heard(chunk: ChunkWork) -> list[_Heard]:
     """A finished chunk's words in recording time; untimed text is spread evenly over its span."""
     assert chunk.result is not None
-
-    def place(t: float) -> float:
-        return _place(chunk, t)
-
     spans = chunk.result.spans or ((Span(0.0, chunk.duration_s, chunk.result.text),) if chunk.result.text else ())
     out = []
     for index, span in enumerate(spans):
         if span.words:
-            out += [_Heard(Timed(place(w.start_s), place(w.end_s), w.text), index, True) for w in span.words]
+            out += [_Heard(Timed(_place(chunk, w.start_s), _place(chunk, w.end_s), w.text), index, True) for w in span.words]
             continue
         texts = span.text.split()
         step = (span.end_s - span.start_s) / max(1, len(texts))
         out += [
-            _Heard(Timed(place(span.start_s + k * step), place(span.start_s + (k + 1) * step), t), index, False)
+            _Heard(Timed(_place(chunk, span.start_s + k * step), _place(chunk, span.start_s + (k + 1) * step), t), index, False)
             for k, t in enumerate(texts)
         ]
     return out
@@ -112,12 +109,9 @@ def segments(job: Job) -> list[Segment]:
             if not words:
                 out.append(Segment(**base, text=r.text, **about))
                 continue
-            whole = {h.span for h in words}
-            trimmed = {words[k].span for k in range(len(words)) if not first <= k < stop}
-            for index in sorted(whole):
-                mine = [h for k, h in enumerate(words) if h.span == index and first <= k < stop]
-                if not mine:
-                    continue
+            trimmed = {h.span for h in words[:first] + words[stop:]}
+            for index, group in groupby(words[first:stop], key=lambda h: h.span):  # words come in span order
+                mine = list(group)
                 timed = tuple(Word(h.word.start_s, h.word.end_s, h.word.text) for h in mine if h.timed)
                 if index in trimmed:  # part of it belongs to a neighbour: only the words kept here
                     text = " ".join(h.word.text for h in mine)
@@ -146,25 +140,32 @@ def clock(seconds: float, sep: str = ".", hours: bool = False) -> str:
     return f"{h * 60 + m:02d}:{s:02d}"
 
 
-def _line(seg: Segment) -> str:
+def line(seg: Segment) -> str:
+    """A segment as transcript text: its words, or the marked gap of a failed chunk."""
     if seg.status == "failed":
         return f"[gap {clock(seg.start_s)}-{clock(seg.end_s)}: {seg.reason}]"
     return seg.text
 
 
+def text_of(segs: list[Segment]) -> str:
+    """The transcript text of :func:`segments`, gaps marked."""
+    return " ".join(text for seg in segs if (text := line(seg)))
+
+
 def to_text(job: Job) -> str:
-    return " ".join(line for seg in segments(job) if (line := _line(seg)))
+    return text_of(segments(job))
 
 
 def to_json(job: Job) -> str:
+    segs = segments(job)
     doc = {
         "id": job.id,
         "name": job.name,
         "state": job.state.value,
         "error": job.error,
         "duration_s": round(job.duration_s, 3),
-        "text": to_text(job),
-        "segments": [asdict(s) for s in segments(job)],
+        "text": text_of(segs),
+        "segments": [asdict(s) for s in segs],
     }
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
@@ -172,9 +173,9 @@ def to_json(job: Job) -> str:
 def _cues(job: Job, sep: str) -> list[str]:
     cues = []
     for seg in segments(job):
-        line = _line(seg)
-        if line:
-            cues.append(f"{clock(seg.start_s, sep, True)} --> {clock(seg.end_s, sep, True)}\n{line}\n")
+        text = line(seg)
+        if text:
+            cues.append(f"{clock(seg.start_s, sep, True)} --> {clock(seg.end_s, sep, True)}\n{text}\n")
     return cues
 
 
