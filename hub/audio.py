@@ -52,7 +52,7 @@ from pathlib import Path
 from pydub import AudioSegment
 from pydub.utils import mediainfo_json
 
-from hub.recording import Recording
+from hub.recording import Recording, wav_header
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -105,8 +105,7 @@ def load_audio(
         OSError: ffmpeg/ffprobe themselves cannot be run (a set-up problem,
             not the input's fault).
     """
-    if max_duration_s is not None and not (max_duration_s > 0 and math.isfinite(max_duration_s)):
-        raise ValueError(f"max_duration_s must be a positive number of seconds, got {max_duration_s!r}")
+    _check_limit(max_duration_s)
 
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name or "uploaded data"
@@ -159,9 +158,7 @@ def write_wav_at(path: Path, first_sample: int, pcm: bytes) -> None:
         raise ValueError("write_wav_at needs a sample offset >= 0 and whole 16-bit samples")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     with os.fdopen(fd, "r+b") as f:
-        header = f.read(_WAV_HEADER)
-        if not header:
-            header = wav_bytes(AudioSegment.silent(0, frame_rate=SAMPLE_RATE))
+        header = f.read(_WAV_HEADER) or wav_header(0)
         if len(header) != _WAV_HEADER or header[36:40] != b"data":
             raise ValueError(f"{path} is not a WAV that write_wav_at wrote")
         (size,) = struct.unpack("<I", header[40:44])
@@ -172,22 +169,36 @@ def write_wav_at(path: Path, first_sample: int, pcm: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
         f.seek(0)
-        f.write(header[:4] + struct.pack("<I", 36 + size) + header[8:40] + struct.pack("<I", size))
+        f.write(wav_header(size // _SAMPLE_WIDTH))
         f.flush()
         os.fsync(f.fileno())
+
+
+def _check_limit(max_duration_s: float | None) -> None:
+    if max_duration_s is not None and not (max_duration_s > 0 and math.isfinite(max_duration_s)):
+        raise ValueError(f"max_duration_s must be a positive number of seconds, got {max_duration_s!r}")
+
+
+def _probe_within(ffmpeg_input: str, label: str, max_duration_s: float | None) -> None:
+    """Probe the input (AudioError if it is not audio) and refuse it if its stated duration is over the limit."""
+    duration_s = _probe(ffmpeg_input, label)
+    if duration_s is not None and max_duration_s is not None and duration_s > max_duration_s:
+        raise TooLong(f"recording is {duration_s:.0f} s long, over the {max_duration_s:g} s limit")
+
+
+def _decoded_within(length_s: float, max_duration_s: float | None) -> None:
+    """Refuse decoded audio over the limit (a container may state no duration, or a wrong one)."""
+    if max_duration_s is not None and length_s > max_duration_s:
+        raise TooLong(f"recording is longer than the {max_duration_s:g} s limit")
 
 
 def _load_file(path: Path, label: str, max_duration_s: float | None) -> AudioSegment:
     """Probe, limit-check and decode the regular file at absolute ``path``."""
     ffmpeg_input = f"file:{path}"
-    duration_s = _probe(ffmpeg_input, label)
-    if duration_s is not None and max_duration_s is not None and duration_s > max_duration_s:
-        raise TooLong(f"recording is {duration_s:.0f} s long, over the {max_duration_s:g} s limit")
+    _probe_within(ffmpeg_input, label, max_duration_s)
     segment = _decode(ffmpeg_input, label, max_duration_s)
-    length_s = len(segment) / 1000.0
-    if max_duration_s is not None and length_s > max_duration_s:
-        raise TooLong(f"recording is longer than the {max_duration_s:g} s limit")
-    _LOGGER.debug("loaded %s: %.1f s of audio", label, length_s)
+    _decoded_within(len(segment) / 1000.0, max_duration_s)
+    _LOGGER.debug("loaded %s: %.1f s of audio", label, len(segment) / 1000.0)
     return segment
 
 
@@ -308,15 +319,12 @@ def load_recording(
     memory does not grow with the recording's length (32 kB per second in memory before: 230 MB
     for two hours). Raises as :func:`load_audio` does.
     """
-    if max_duration_s is not None and not (max_duration_s > 0 and math.isfinite(max_duration_s)):
-        raise ValueError(f"max_duration_s must be a positive number of seconds, got {max_duration_s!r}")
+    _check_limit(max_duration_s)
     label = name or os.fspath(source)
     path = Path(os.fspath(source)).absolute()
     _check_file(path, label)
     ffmpeg_input = f"file:{path}"
-    duration_s = _probe(ffmpeg_input, label)
-    if duration_s is not None and max_duration_s is not None and duration_s > max_duration_s:
-        raise TooLong(f"recording is {duration_s:.0f} s long, over the {max_duration_s:g} s limit")
+    _probe_within(ffmpeg_input, label, max_duration_s)
     fd, out_name = tempfile.mkstemp(prefix="edgescribe-", suffix=".pcm", dir=directory)
     os.close(fd)
     try:
@@ -328,8 +336,10 @@ def load_recording(
     if recording.frames == 0:
         recording.close()
         raise AudioError(f"no audio in file: {label}")
-    if max_duration_s is not None and len(recording) / 1000.0 > max_duration_s:
+    try:
+        _decoded_within(len(recording) / 1000.0, max_duration_s)
+    except TooLong:
         recording.close()
-        raise TooLong(f"recording is longer than the {max_duration_s:g} s limit")
+        raise
     _LOGGER.debug("decoded %s to %s: %.1f s of audio", label, out_name, len(recording) / 1000.0)
     return recording

@@ -126,6 +126,11 @@ class ChunkingSettings:
     silence_thresh_db: float = -16.0
     overlap_s: float = 1.0
 
+    @property
+    def longest_audio_s(self) -> float:
+        """The most audio one chunk carries: ``max_s`` plus the overlap of a hard cut on each side."""
+        return self.max_s + 2 * self.overlap_s
+
     def __post_init__(self) -> None:
         for field_name in ("target_s", "max_s", "min_s", "silence_thresh_db", "overlap_s"):
             value = getattr(self, field_name)

@@ -70,7 +70,7 @@ class HubSettings:
 
     def __post_init__(self) -> None:
         check_id(self.hub_id, "hub id")
-        longest_s = self.chunking.max_s + 2 * self.chunking.overlap_s  # a hard cut on each side
+        longest_s = self.chunking.longest_audio_s
         largest = int(longest_s * SAMPLE_RATE * 2) + _HEADER_ROOM
         if largest > MAX_CHUNK_BYTES:
             raise ValueError(
@@ -205,7 +205,7 @@ class Hub:
         expected = (spec.audio_end_ms - spec.audio_start_ms) * SAMPLE_RATE // 1000
         if int(audio.frame_count()) != expected:
             raise ValueError(f"the audio holds {int(audio.frame_count())} samples, the chunk's span {expected}")
-        longest_ms = 1000 * (self.settings.chunking.max_s + 2 * self.settings.chunking.overlap_s)
+        longest_ms = 1000 * self.settings.chunking.longest_audio_s
         if spec.audio_end_ms - spec.audio_start_ms > longest_ms:
             raise ValueError(f"a chunk of {spec.audio_end_ms - spec.audio_start_ms} ms is over the {longest_ms:.0f} ms limit")
         with self._lock:
