@@ -217,4 +217,4 @@ class EdgeNode:
             seconds=round(seconds, 3),
             spans=spans,
         )
-        self._link.publish(self._topics.hub_results(chunk.hub_id), result.encode())
+        self._link.publish(self._topics.hub_results(chunk.hub_id, result.node_id), result.encode())

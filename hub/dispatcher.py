@@ -163,6 +163,9 @@ class Dispatcher:
         if chunk.state in (ChunkState.DONE, ChunkState.FAILED):
             _LOGGER.info("dropped duplicate result for %s/%d from %s", job.id, result.seq, result.node_id)
             return None
+        if result.node_id not in chunk.tried:
+            _LOGGER.warning("dropped result for %s/%d from %s, which was never sent it", job.id, result.seq, result.node_id)
+            return None
         current = chunk.state is ChunkState.ASSIGNED and chunk.node_id == result.node_id and chunk.attempt == result.attempt
         view = self.nodes.get(result.node_id)
         if result.status in (ResultStatus.OK, ResultStatus.NO_SPEECH):

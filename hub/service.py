@@ -99,7 +99,7 @@ class Hub:
             client_id=self.hub_id,
             subscriptions={
                 self._topics.all_node_status: self._on_status,
-                self._topics.hub_results(self.hub_id): self._on_result,
+                self._topics.all_hub_results(self.hub_id): self._on_result,
             },
             clean_start=self.store is None,
             session_expiry_s=settings.session_expiry_s if self.store is not None else 0,
@@ -311,7 +311,10 @@ class Hub:
 
     def _on_result(self, topic: str, payload: bytes, retained: bool) -> None:
         try:
+            _, node_id = self._topics.parse_hub_results(topic)
             result = Result.decode(payload)
+            if result.node_id != node_id:
+                raise ProtocolError(f"result of {result.node_id!r} published on the topic of {node_id!r}")
         except ProtocolError as exc:
             _LOGGER.warning("dropped a bad result on %s: %s", topic, exc)
             return

@@ -101,7 +101,7 @@ def test_garbage_on_result_and_status_topics_leaves_the_hub_working(broker, corp
     raw = RawClient(broker.port)
     try:
         wait_online(hub, 1)
-        results = topics.hub_results(hub.hub_id)
+        results = topics.hub_results(hub.hub_id, "evil")
         for payload in GARBAGE:
             raw.publish(results, payload)
             raw.publish(topics.node_status("evil"), payload, retain=True)
@@ -114,6 +114,10 @@ def test_garbage_on_result_and_status_topics_leaves_the_hub_working(broker, corp
             Result("nojob", 0, 1, "evil", ResultStatus.OK, text="injected"),
             Result(job.id, 999, 1, "evil", ResultStatus.OK, text="injected"),
             Result(job.id, 0, 7, "evil", ResultStatus.ERROR, reason="injected"),
+            # a real chunk, answered by a node it was never sent to
+            Result(job.id, 0, 1, "evil", ResultStatus.OK, text="injected"),
+            # a real chunk, in the name of the node that has it, on another node's topic
+            Result(job.id, 0, 1, "n-node1", ResultStatus.OK, text="injected"),
         ):
             raw.publish(results, fake.encode())
         finished(job, 180)
@@ -164,7 +168,7 @@ def node_and_raw_hub(broker, drain_s: float):
     nodes = start_nodes(broker.url, prefix, 1, drain_s=drain_s)
     raw = RawClient(broker.port)
     try:
-        raw.subscribe(topics.hub_results("rawhub"))
+        raw.subscribe(topics.all_hub_results("rawhub"))
         raw.subscribe(topics.node_status("n-node1"))
         wait_until(lambda: _last_status(raw, topics) is NodeState.ONLINE, raw.got, 60, "node online")
         yield nodes, raw, topics
@@ -175,7 +179,7 @@ def node_and_raw_hub(broker, drain_s: float):
 
 
 def _results(raw: RawClient, topics: Topics) -> list[Result]:
-    return [Result.decode(p) for t, p in list(raw.messages) if t == topics.hub_results("rawhub")]
+    return [Result.decode(p) for t, p in list(raw.messages) if t == topics.hub_results("rawhub", "n-node1")]
 
 
 def _states(raw: RawClient, topics: Topics) -> list[NodeState]:

@@ -81,6 +81,22 @@ def test_lease_expiry_moves_the_chunk_and_a_late_answer_is_not_doubled():
     assert j.chunks[0].result.text == "late but right" and j.state is JobState.DONE
 
 
+def test_security_a_result_from_a_node_never_sent_the_chunk_is_dropped():
+    """A node with an account can only publish results under its own id; it still must not answer
+    for a chunk the hub sent elsewhere."""
+    d = Dispatcher(SETTINGS)
+    d.node_status(node("a"), 0)
+    d.node_status(node("b"), 0)
+    j = job(1)
+    d.add_job(j)
+    (first,) = d.assign(0)
+    intruder = "b" if first.node_id == "a" else "a"
+    assert d.result(answer(first, text="forged", node_id=intruder), 1) is None
+    assert j.chunks[0].state is ChunkState.ASSIGNED and j.chunks[0].result is None
+    assert d.result(answer(first, text="real"), 2) is j
+    assert j.chunks[0].result.text == "real"
+
+
 def test_node_offline_requeues_its_chunks_at_once():
     d = Dispatcher(SETTINGS)
     d.node_status(node("a", capacity=2), 0)

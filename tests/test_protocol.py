@@ -182,9 +182,14 @@ def test_topics_build_and_parse_in_one_place():
     t = Topics("site/a")
     assert t.node_status("pi-1") == "site/a/node/pi-1/status"
     assert t.node_chunks("pi-1") == "site/a/node/pi-1/chunk"
-    assert t.hub_results("hub-1") == "site/a/hub/hub-1/result"
+    assert t.hub_results("hub-1", "pi-1") == "site/a/hub/hub-1/result/pi-1"
+    assert t.all_hub_results("hub-1") == "site/a/hub/hub-1/result/+"
     assert t.parse_node_status("site/a/node/pi-1/status") == "pi-1"
-    assert t.parse_hub_results("site/a/hub/hub-1/result") == "hub-1"
+    assert t.parse_hub_results("site/a/hub/hub-1/result/pi-1") == ("hub-1", "pi-1")
+    for bad in ("site/a/hub/hub-1/result", "site/a/hub/hub-1/result/+", "site/a/hub/hub-1/status/pi-1",
+                "site/a/hub/hub-1/result/pi-1/x", "other/hub/hub-1/result/pi-1", "site/a/hub//result/pi-1"):
+        with pytest.raises(ProtocolError):
+            t.parse_hub_results(bad)
     for bad in ("site/a/node/pi-1/chunk", "other/node/x/status", "site/a/node/a/b/status", "site/a/node//status"):
         with pytest.raises(ProtocolError):
             t.parse_node_status(bad)

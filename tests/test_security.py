@@ -198,16 +198,17 @@ def test_security_node_reads_only_its_own_chunks(secure_broker):
 def test_security_node_cannot_publish_as_another_node_or_assign_work(secure_broker):
     hub, n1, n2 = (Client(secure_broker.port, u) for u in ("hub", "n1", "n2"))
     try:
-        hub.subscribe(TOPICS.all_node_status, TOPICS.hub_results("h1"))
+        hub.subscribe(TOPICS.all_node_status, TOPICS.all_hub_results("h1"))
         n2.subscribe(TOPICS.node_chunks("n2"))
         n1.publish(TOPICS.node_status("n2"), b"forged status")
+        n1.publish(TOPICS.hub_results("h1", "n2"), b"forged result")
         n1.publish(TOPICS.node_chunks("n2"), b"forged chunk")
         n1.publish(TOPICS.node_chunks("n1"), b"forged own chunk")
         n1.publish(TOPICS.node_status("n1"), b"own status")
-        n1.publish(TOPICS.hub_results("h1"), b"own result")
+        n1.publish(TOPICS.hub_results("h1", "n1"), b"own result")
         hub.publish(TOPICS.node_chunks("n2"), b"real chunk")
         assert hub.wait_for(b"own result") == [
-            (TOPICS.node_status("n1"), b"own status"), (TOPICS.hub_results("h1"), b"own result")]
+            (TOPICS.node_status("n1"), b"own status"), (TOPICS.hub_results("h1", "n1"), b"own result")]
         assert n2.wait_for(b"real chunk") == [(TOPICS.node_chunks("n2"), b"real chunk")]
     finally:
         for c in (hub, n1, n2):
