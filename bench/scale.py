@@ -57,7 +57,6 @@ from hub.broker import find_mosquitto
 from hub.local import LocalCluster, NodeOptions
 from hub.service import Hub, HubSettings
 from hub.transcript import render
-from protocol.broker import BrokerAddress
 from protocol.errors import ProtocolError
 from protocol.messages import Result
 
@@ -184,10 +183,10 @@ def simulated_pool(fast: int, slow: int, rtf: float, slowdown: float) -> Iterato
         first.start()
         if slow:
             slow_options = NodeOptions(engine="simulated", model=f"{rtf * slowdown:g}", log_level="WARNING", drain_s=1.0)
-            second = LocalCluster(slow, first.broker_url, slow_options, name="slow")
+            second = LocalCluster(slow, first.address, slow_options, name="slow")
             stack.callback(second.stop)
             second.start()
-        hub = TimedHub(HubSettings(broker=BrokerAddress.parse(str(first.broker_url))))
+        hub = TimedHub(HubSettings(broker=first.address))
         stack.callback(hub.stop)
         hub.start()
         deadline = time.monotonic() + ONLINE_TIMEOUT_S

@@ -22,10 +22,9 @@ from hub.dispatcher import DispatchSettings
 from hub.local import LocalCluster, NodeOptions
 from hub.service import Hub, HubSettings
 from hub.store import StoreError
-from protocol.broker import BrokerAddress
 from protocol.cli import add_common_args, broker_from_args, env_default
 from protocol.messages import NodeStatus
-from protocol.topics import Topics
+from protocol.topics import Topics, check_id
 
 DEFAULT_LOCAL_NODES = 2
 
@@ -71,6 +70,11 @@ def add_hub_args(parser: argparse.ArgumentParser, log_level: str) -> None:
     parser.add_argument("--engine", default=env_default("--engine", DEFAULT_ENGINE), choices=available_engines(),
                         help="engine of the local nodes")
     parser.add_argument("--model", default=env_default("--model", ""), help="model of the local nodes")
+    parser.add_argument(
+        "--local-node-name", default=env_default("--local-node-name"), metavar="NAME",
+        help="local nodes are NAME-node1, NAME-node2, ... (default: one per command, random for transcribe and "
+             "listen); on a broker with accounts each needs its own, with its password in EDGESCRIBE_PASSWORD_<ID>",
+    )
 
 
 def add_job_args(p: argparse.ArgumentParser) -> None:
@@ -97,6 +101,8 @@ def check_args(args: argparse.Namespace) -> int:
     if args.engine not in engines:  # a default from EDGESCRIBE_ENGINE skips argparse's choices check
         raise ValueError(f"unknown engine {args.engine!r}; choose one of: {', '.join(engines)}")
     Topics(args.prefix)
+    if args.local_node_name:
+        check_id(args.local_node_name + "-node1", "local node name")
     if args.broker:
         broker_from_args(args)
     local = args.local_nodes if args.local_nodes is not None else (0 if args.broker else DEFAULT_LOCAL_NODES)
@@ -130,17 +136,18 @@ def local_hub(
 
     The hub is made, not started: add listeners, then call ``hub.start()``. On leaving, the hub stops
     first, then the nodes (each drains), then the broker. Raises :class:`StartError` if the broker,
-    a node or the hub's store cannot be used. Local nodes are named ``<name>-node1``, ...
+    a node or the hub's store cannot be used. Local nodes are named ``<name>-node1``, ..., where
+    ``--local-node-name`` overrides ``name``.
     """
+    name = args.local_node_name or name
     options = NodeOptions(engine=args.engine, model=args.model, prefix=args.prefix)
-    cluster = LocalCluster(local, args.broker, options, name=name, broker_port=broker_port)
+    cluster = LocalCluster(local, settings.broker if args.broker else None, options, name=name, broker_port=broker_port)
     hub = None
     try:
         try:
             cluster.start()
             # with --broker the settings already hold it, TLS files included
-            broker = settings.broker if args.broker else BrokerAddress.parse(str(cluster.broker_url))
-            hub = Hub(dataclasses.replace(settings, broker=broker))
+            hub = Hub(dataclasses.replace(settings, broker=cluster.address))
         except (RuntimeError, StoreError) as exc:  # mosquitto missing or unable to start; store locked
             raise StartError(str(exc)) from exc
         yield hub, cluster

@@ -1,7 +1,14 @@
-"""Local edge nodes started by the hub (``--local-nodes N``), and the embedded broker with them."""
+"""Local edge nodes started by the hub (``--local-nodes N``), and the embedded broker with them.
+
+On a broker with accounts (a user name in its URL), every local node logs in as itself: its account
+is named as its node id (the ACL lets a node speak only under its own name) and its password comes
+from ``EDGESCRIBE_PASSWORD_<NODE_ID>``, the variable ``scripts/make-broker-accounts`` reads. A node
+gets its broker URL through its environment, never its command line, where ``ps`` would show it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import select
@@ -15,6 +22,7 @@ from pathlib import Path
 
 from hub.broker import LocalBroker
 from hub.procs import child_env, log_tail, spawn, terminate
+from protocol.broker import PASSWORD_ENV_PREFIX, BrokerAddress, password_env
 
 _LOGGER = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +41,9 @@ class NodeOptions:
 class LocalCluster:
     """An optional private broker plus N edge node processes, torn down together."""
 
-    def __init__(self, nodes: int, broker_url: str | None, options: NodeOptions, name: str, broker_port: int | None = None) -> None:
+    def __init__(
+        self, nodes: int, broker: BrokerAddress | None, options: NodeOptions, name: str, broker_port: int | None = None,
+    ) -> None:
         self._count = nodes
         self._options = options
         self._name = name
@@ -41,23 +51,52 @@ class LocalCluster:
         self._tmp = tempfile.TemporaryDirectory(prefix="edgescribe-")
         self.workdir = Path(self._tmp.name)
         self.broker: LocalBroker | None = None
-        self.broker_url = broker_url
+        #: the broker the nodes use (the private one once started); ``str()`` of it hides the password
+        self.address = broker
         self.nodes: dict[str, subprocess.Popen] = {}
 
+    @property
+    def broker_url(self) -> str:
+        """The broker's URL with any password hidden, for messages."""
+        return str(self.address)
+
+    def node_ids(self) -> list[str]:
+        return [f"{self._name}-node{i}" for i in range(1, self._count + 1)]
+
     def start(self) -> None:
-        if self.broker_url is None:
+        if self.address is None:
             self.broker = LocalBroker(self.workdir / "broker", port=self._broker_port)
             self.broker.start()
-            self.broker_url = self.broker.url
-            _LOGGER.info("started a private broker at %s", self.broker_url)
-        for i in range(1, self._count + 1):
-            self.start_node(f"{self._name}-node{i}")
+            self.address = BrokerAddress.parse(self.broker.url)
+            _LOGGER.info("started a private broker at %s", self.address)
+        for node_id in self.node_ids():
+            self._node_address(node_id)  # every account is checked before any node starts
+        for node_id in self.node_ids():
+            self.start_node(node_id)
+
+    def _node_address(self, node_id: str) -> BrokerAddress:
+        """The broker as ``node_id`` logs in to it; RuntimeError (one line) if its password is not set."""
+        assert self.address is not None, "start() sets the broker first"
+        if self.address.username is None:
+            return self.address
+        variable = password_env(node_id)
+        password = os.environ.get(variable)
+        if not password:
+            raise RuntimeError(
+                f"local node {node_id} needs its own broker account on {self.address}: create it with "
+                f"scripts/make-broker-accounts (node id {node_id}) and set {variable}"
+            )
+        return dataclasses.replace(self.address, username=node_id, password=password, cert_file=None, key_file=None)
 
     def start_node(self, node_id: str) -> subprocess.Popen:
         o = self._options
+        address = self._node_address(node_id)
+        # the node's own URL and CA only: not the other accounts' passwords, nor the hub's client certificate
+        env = {k: v for k, v in child_env(REPO_ROOT).items()
+               if not k.startswith(PASSWORD_ENV_PREFIX) and k not in ("EDGESCRIBE_CERT_FILE", "EDGESCRIBE_KEY_FILE")}
+        env["EDGESCRIBE_BROKER"] = address.url(with_password=True)
         cmd = [
             sys.executable, "-m", "edge_node",
-            "--broker", str(self.broker_url),
             "--node-id", node_id,
             "--engine", o.engine,
             "--language", o.language,
@@ -67,7 +106,9 @@ class LocalCluster:
         ]
         if o.model:
             cmd += ["--model", o.model]
-        proc = spawn(cmd, self.workdir / f"{node_id}.log", env=child_env(REPO_ROOT), cwd=REPO_ROOT)
+        if address.ca_file:
+            cmd += ["--ca-file", address.ca_file]
+        proc = spawn(cmd, self.workdir / f"{node_id}.log", env=env, cwd=REPO_ROOT)
         self.nodes[node_id] = proc
         _LOGGER.info("started local node %s (pid %d)", node_id, proc.pid)
         return proc

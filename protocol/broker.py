@@ -6,11 +6,19 @@ against (the system's CAs when there is none) and an optional client certificate
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
+PASSWORD_ENV_PREFIX = "EDGESCRIBE_PASSWORD_"
+
+
+def password_env(account: str) -> str:
+    """The variable holding a broker account's password: ``EDGESCRIBE_PASSWORD_<ACCOUNT>``, with every
+    character other than A-Z a-z 0-9 as ``_`` (``pi-1.lan`` -> ``EDGESCRIBE_PASSWORD_PI_1_LAN``)."""
+    return PASSWORD_ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", account).upper()
 
 
 @dataclass(frozen=True)
@@ -59,9 +67,15 @@ class BrokerAddress:
             raise ValueError("a client key file needs a client certificate file")
         return replace(self, ca_file=ca_file or None, cert_file=cert_file or None, key_file=key_file or None)
 
-    def __str__(self) -> str:
-        """The URL with any password redacted, safe to log."""
+    def url(self, with_password: bool = False) -> str:
+        """The URL; its password is ``***`` unless ``with_password`` (never log that one)."""
         auth = ""
         if self.username:
-            auth = self.username + (":***" if self.password else "") + "@"
-        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"
+            secret = quote(self.password, safe="") if with_password else "***"
+            auth = quote(self.username, safe="") + (f":{secret}" if self.password else "") + "@"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{host}:{self.port}"
+
+    def __str__(self) -> str:
+        """The URL with any password redacted, safe to log."""
+        return self.url()

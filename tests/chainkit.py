@@ -51,7 +51,7 @@ def start_nodes(
 ) -> LocalCluster:
     """``count`` node processes ``<name>-node1`` ... (a test engine such as chaos needs EDGESCRIBE_TEST_ENGINES=1)."""
     options = NodeOptions(engine=engine, model=model, prefix=prefix, log_level="INFO", drain_s=drain_s)
-    cluster = LocalCluster(count, broker_url, options, name=name)
+    cluster = LocalCluster(count, BrokerAddress.parse(broker_url), options, name=name)
     cluster.start()
     return cluster
 

@@ -5,6 +5,7 @@ Every test name contains "security": ``pytest -k security`` selects them.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -28,14 +29,14 @@ from hub.jobs import JobState
 from hub.procs import child_env, log_tail, spawn, terminate
 from hub.service import Hub, HubSettings
 from hub.transcript import to_text
-from protocol.broker import BrokerAddress
+from protocol.broker import BrokerAddress, password_env
 from protocol.mqtt import MqttLink
 from protocol.topics import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "sec"
 TOPICS = Topics(PREFIX)
-PASSWORDS = {"hub": "hub-pw-1", "dashboard": "dash-pw-2", "n1": "n1-pw-3", "n2": "n2-pw-4"}
+PASSWORDS = {"hub": "hub-pw-1", "dashboard": "dash-pw-2", "n1": "n1-pw-3", "n2": "n2-pw-4", "loc-node1": "loc-pw-5"}
 WAIT_S = 5
 
 
@@ -79,10 +80,10 @@ def _render(conf: str, broker_dir: Path, port: int, tls_port: int, certs: Path) 
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
     work = tmp_path_factory.mktemp("secure")
-    env = {**os.environ, **{f"EDGESCRIBE_PASSWORD_{u.upper()}": p for u, p in PASSWORDS.items()}}
+    env = {**os.environ, **{password_env(u): p for u, p in PASSWORDS.items()}}
     made = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "make-broker-accounts"), "--out", str(work / "accounts"),
-         "--prefix", PREFIX, "n1", "n2"],
+         "--prefix", PREFIX, "n1", "n2", "loc-node1"],
         env=env, capture_output=True, text=True, check=True, timeout=30,
     )
     assert not any(p in made.stdout + made.stderr for p in PASSWORDS.values()), "passwords from env are never printed"
@@ -263,6 +264,54 @@ def test_security_whole_chain_over_tls_with_accounts(secure_broker, corpus, tmp_
     text = log.read_text(encoding="utf-8")
     assert PASSWORDS["n1"] not in text, "the node never logs its password"
     assert re.search(r"connected to mqtts://n1:\*\*\*@127\.0\.0\.1", text)
+
+
+def _hub_cli(secure_broker, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``python -m hub`` as the hub account over TLS, with local nodes named loc-node1, ..."""
+    url = f"mqtts://hub:{PASSWORDS['hub']}@127.0.0.1:{secure_broker.tls_port}"
+    clean = {k: v for k, v in child_env(ROOT).items() if not k.startswith("EDGESCRIBE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "hub", *args, "--broker", url, "--ca-file", str(secure_broker.certs / "ca.crt"),
+         "--prefix", PREFIX, "--local-node-name", "loc", "--local-nodes", "1"],
+        env={**clean, **env}, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_security_local_nodes_log_in_with_their_own_accounts(secure_broker, corpus):
+    done = _hub_cli(secure_broker, "transcribe", "--format", "json", str(corpus["jfk"][0]),
+                    env={password_env("loc-node1"): PASSWORDS["loc-node1"]})
+    assert done.returncode == 0, done.stderr[-2000:]
+    transcript = json.loads(done.stdout)
+    assert "country" in transcript["text"]
+    assert {s["node_id"] for s in transcript["segments"]} == {"loc-node1"}
+    assert not any(p in done.stdout + done.stderr for p in PASSWORDS.values()), "no password is ever printed"
+
+
+def test_security_local_node_without_an_account_is_a_one_line_error(secure_broker, corpus):
+    done = _hub_cli(secure_broker, "transcribe", str(corpus["jfk"][0]), env={})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "local node loc-node1 needs its own broker account" in lines[0], done.stderr
+    assert "EDGESCRIBE_PASSWORD_LOC_NODE1" in lines[0] and PASSWORDS["hub"] not in lines[0]
+
+
+def test_security_local_node_gets_its_password_through_its_environment_only(monkeypatch):
+    """A node's command line is visible to every user (ps); its URL and password travel in its environment."""
+    from hub.local import LocalCluster, NodeOptions
+
+    cluster = LocalCluster(1, BrokerAddress.parse("mqtt://hub:hub-secret@127.0.0.1:9"), NodeOptions(), name="ps")
+    monkeypatch.setenv(password_env("ps-node1"), "node-secret")
+    try:
+        cluster.start()
+        (proc,) = cluster.nodes.values()
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().decode()
+    finally:
+        cluster.stop()
+    assert "secret" not in cmdline and "--node-id\0ps-node1" in cmdline
+    assert "EDGESCRIBE_BROKER=mqtt://ps-node1:node-secret@127.0.0.1:9" in environ
+    assert "hub-secret" not in environ
+    assert "hub-secret" not in cluster.broker_url
 
 
 def test_security_tls_files_from_flags_and_environment(monkeypatch):
