@@ -1,7 +1,7 @@
 """``python -m dashboard``: the web dashboard, with a hub inside it.
 
     python -m dashboard [--broker URL] [--local-nodes N] [--host HOST] [--port PORT] [--store DIR]
-                        [--listen [--device NAME|INDEX]]
+                        [--token-file FILE] [--upload-rate N] [--listen [--device NAME|INDEX]]
 
 Without ``--broker`` a private Mosquitto and 2 local edge nodes start beside it, exactly as for
 ``python -m hub`` (:mod:`hub.launch`). The hub keeps its jobs in ``--store``: that is the history.
@@ -10,12 +10,18 @@ why). Ctrl-C or SIGTERM stops the web server, the event streams, the hub, the lo
 broker, in that order. With ``--listen`` the hub also transcribes a microphone of this machine
 (:mod:`hub.listen`), a live job like any other; Ctrl-C closes it first.
 
+The login token comes from ``EDGESCRIBE_DASHBOARD_TOKEN``, ``--token-file`` or ``--token`` (which
+``ps`` shows to every user); without one the dashboard refuses a ``--host`` beyond loopback.
+``EDGESCRIBE_DASHBOARD_SECRET`` signs the session cookies (default: random, so a restart logs
+everyone out). Neither is ever printed or logged (docs/security.md).
+
 Exit codes: 0 stopped by a signal; 2 bad flags, or something could not start.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from pathlib import Path
@@ -36,6 +42,10 @@ from hub.service import HubSettings
 from protocol.cli import env_default, setup_logging
 
 
+TOKEN_ENV = "EDGESCRIBE_DASHBOARD_TOKEN"
+SECRET_ENV = "EDGESCRIBE_DASHBOARD_SECRET"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """One line, not argparse's usage block."""
@@ -47,13 +57,22 @@ def _parser() -> argparse.ArgumentParser:
     add_hub_args(parser, "INFO")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address the web server listens on (default %(default)s; 0.0.0.0 for the LAN, "
-                             "see docs/operations.md: there is no login yet)")
+                             "which needs a login token: docs/security.md)")
     parser.add_argument("--port", type=int, default=8080, help="web server port (default %(default)s; 0 picks a free one)")
     parser.add_argument("--store", type=Path, default=default_store_dir(),
                         help="the hub's job store, which holds the history (default: EDGESCRIBE_STORE, else "
                              "$XDG_DATA_HOME/edgescribe, else ~/.local/share/edgescribe; here %(default)s)")
     parser.add_argument("--max-upload-mb", type=float, default=env_default("--max-upload-mb", "200"),
                         help="largest upload, in MB of 2^20 bytes (default %(default)s; env EDGESCRIBE_MAX_UPLOAD_MB)")
+    parser.add_argument("--upload-rate", type=int, default=env_default("--upload-rate", "30"),
+                        help="uploads one client address may start per minute (default %(default)s; "
+                             "env EDGESCRIBE_UPLOAD_RATE)")
+    login = parser.add_mutually_exclusive_group()
+    login.add_argument("--token-file", type=Path,
+                       help="file whose first line is the login token (default: env EDGESCRIBE_DASHBOARD_TOKEN; "
+                            "without either there is no login, allowed only on a loopback --host)")
+    login.add_argument("--token", help="the login token itself; every user of this machine sees it in ps: "
+                                       "prefer --token-file or EDGESCRIBE_DASHBOARD_TOKEN")
     parser.add_argument("--listen", action="store_true",
                         help="also transcribe from a microphone on this machine, shown live as a job (docs/capture.md)")
     add_capture_args(parser)
@@ -67,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         local = check_args(args)
         settings = DashboardSettings(
             store_dir=args.store, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
-            max_duration_s=args.max_duration,
+            max_duration_s=args.max_duration, upload_rate=args.upload_rate, token=_token(args),
+            session_secret=os.environ.get(SECRET_ENV) or None,
         )
         hub = hub_settings(args, store_dir=args.store)
         listen = listen_settings(args) if args.listen else None
@@ -91,6 +111,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    """The login token of --token, --token-file or the environment, in that order; None: no login."""
+    if args.token is not None:
+        return args.token
+    if args.token_file is not None:
+        try:
+            lines = args.token_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ValueError(f"cannot read --token-file {args.token_file}: {exc.strerror or exc}") from None
+        if not lines or not lines[0].strip():
+            raise ValueError(f"--token-file {args.token_file} is empty")
+        return lines[0].strip()
+    return os.environ.get(TOKEN_ENV) or None
+
+
 def _run(args: argparse.Namespace, local: int, settings: DashboardSettings, hub_settings: HubSettings,
          listen: ListenSettings | None) -> int:
     try:
@@ -107,8 +142,10 @@ def _run(args: argparse.Namespace, local: int, settings: DashboardSettings, hub_
                 http = threading.Thread(target=server.serve_forever, name="dashboard-http", daemon=True)
                 http.start()
                 print(f"edgescribe dashboard: {_url(settings.host, server.server_port)}", file=sys.stderr)
-                print(f"  hub {hub.hub_id}, broker {cluster.broker_url}, {local} local edge node(s), "
-                      f"store {settings.store_dir}. Ctrl-C stops everything.", file=sys.stderr, flush=True)
+                # str() of the BrokerAddress hides the password; so does redacted() the token and secret
+                print(f"  hub {hub.hub_id}, broker {hub.settings.broker}, {local} local edge node(s), "
+                      f"store {settings.store_dir}. Ctrl-C stops everything.", file=sys.stderr)
+                print(f"  {settings.redacted()}", file=sys.stderr, flush=True)
                 session = ListenSession(hub, listen) if listen is not None else None
                 try:
                     if session is not None:

@@ -1,7 +1,10 @@
 """The JSON API under /api and the event stream (docs/api.md has every route, body and error).
 
 Uploads are decoded in the request's own thread (the server runs one thread per request), so
-several may be decoded at once; ``Hub.submit`` then takes the audio.
+several may be decoded at once; ``Hub.submit`` then takes the audio. Each client address may start
+``upload_rate`` uploads a minute (refused ones count too: decoding them costs the same); past that
+it gets 429 without its body being decoded. Who may call these routes at all is :mod:`dashboard.auth`'s
+business.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from flask.typing import ResponseReturnValue
 
 from dashboard import payloads
 from dashboard.app import current
+from dashboard.auth import client_address, too_many
 from dashboard.events import stream
 from hub.audio import AudioError, TooLong, load_recording
 from hub.service import JobRunning
@@ -48,9 +52,20 @@ def _clean_name(name: str) -> str:
     return "".join(ch for ch in name if ch.isprintable()).strip()[:_NAME_CHARS]
 
 
+def _discard_body() -> None:
+    """Read the request's body into nothing: a browser still sending it when the server closes
+    the connection may see the reset, not the answer. The size limit (413) still holds."""
+    while request.stream.read(1 << 20):
+        pass
+
+
 @bp.post("/jobs")
 def create_job() -> ResponseReturnValue:
     dash = current()
+    wait = dash.uploads.take(client_address())
+    if wait:
+        _discard_body()
+        return too_many(wait, "uploads")
     upload = request.files.get("audio")  # over MAX_CONTENT_LENGTH: 413, answered by the app's handler
     if upload is None:
         return _error(400, "no file in the form field 'audio'")

@@ -1,7 +1,9 @@
 """The dashboard's Flask application: ``create_app(settings, hub)``.
 
-Everything the request handlers share (the settings, the hub, the event fan-out) lives in one
-:class:`Dashboard` in ``app.extensions``; this package keeps no module-level state. The hub must
+Everything the request handlers share (the settings, the hub, the event fan-out, the rate limits)
+lives in one :class:`Dashboard` in ``app.extensions``; this package keeps no module-level state.
+With a login token in the settings, every request but the login page and the static files needs a
+login (:mod:`dashboard.auth`). The hub must
 have a store: the history is read from it. ``create_app`` starts the ``dashboard-events`` thread;
 :func:`close_app` stops it and ends every event stream (before the hub stops).
 """
@@ -9,6 +11,9 @@ have a store: the history is read from it. ``create_app`` starts the ``dashboard
 from __future__ import annotations
 
 import logging
+import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Flask, current_app, jsonify, request
@@ -16,6 +21,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from dashboard.events import EventFanout
+from dashboard.ratelimit import RateLimit
 from dashboard.settings import DashboardSettings
 from hub.service import Hub
 
@@ -28,6 +34,8 @@ class Dashboard:
     settings: DashboardSettings
     hub: Hub
     events: EventFanout
+    uploads: RateLimit  #: uploads per client address
+    logins: RateLimit  #: failed logins per client address
 
 
 def current() -> Dashboard:
@@ -35,17 +43,24 @@ def current() -> Dashboard:
     return current_app.extensions[EXTENSION]
 
 
-def create_app(settings: DashboardSettings, hub: Hub) -> Flask:
+def create_app(settings: DashboardSettings, hub: Hub, clock: Callable[[], float] = time.monotonic) -> Flask:
+    """The app; ``clock`` drives the rate limits (tests pass one they move by hand)."""
     if hub.store is None:
         raise ValueError("the dashboard needs a hub with a store (HubSettings.store_dir): its history lives there")
     app = Flask(__name__, static_folder="static", template_folder="templates")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     events = EventFanout(hub, settings.client_queue)
-    app.extensions[EXTENSION] = Dashboard(settings, hub, events)
+    app.extensions[EXTENSION] = Dashboard(
+        settings, hub, events,
+        uploads=RateLimit(settings.upload_rate, clock=clock),
+        logins=RateLimit(settings.login_attempts, clock=clock),
+    )
 
-    from dashboard import api, pages  # the blueprints reach the dashboard through current()
+    from dashboard import api, auth, pages  # the blueprints reach the dashboard through current()
 
+    secret = settings.session_secret.encode() if settings.session_secret else secrets.token_bytes(32)
+    auth.setup(app, secret, settings.session_days)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.register_error_handler(HTTPException, _http_error)

@@ -17,8 +17,10 @@ import threading
 import time
 import urllib.request
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -37,19 +39,19 @@ MAX_UPLOAD_MB = 2
 MAX_DURATION_S = 20
 
 
-@pytest.fixture(scope="module")
-def dash(broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, Hub]]:
-    """A dashboard over a hub with a store, two sphinx nodes, 2 MB and 20 s limits, 1 s heartbeats."""
+@contextmanager
+def serving(broker_url: str, store: Path, nodes: int = 0, clock: Callable[[], float] = time.monotonic,
+            **settings: Any) -> Iterator[tuple[Flask, Hub]]:
+    """A dashboard app over a real hub with a store and ``nodes`` sphinx nodes; ``settings`` as in
+    :class:`DashboardSettings` (2 MB and 20 s limits, 1 s heartbeats unless given)."""
     prefix = unique_prefix()
-    store = tmp_path_factory.mktemp("store")
-    nodes = start_nodes(broker.url, prefix, 2, name="dash")
+    cluster = start_nodes(broker_url, prefix, nodes, name="dash")
     hub = None
     app = None
     try:
-        hub = start_hub(broker.url, prefix, store_dir=store)
-        settings = DashboardSettings(store_dir=store, max_upload_mb=MAX_UPLOAD_MB, max_duration_s=MAX_DURATION_S,
-                                     heartbeat_s=1.0)
-        app = create_app(settings, hub)
+        hub = start_hub(broker_url, prefix, store_dir=store)
+        settings = {"max_upload_mb": MAX_UPLOAD_MB, "max_duration_s": MAX_DURATION_S, "heartbeat_s": 1.0, **settings}
+        app = create_app(DashboardSettings(store_dir=store, **settings), hub, clock=clock)
         app.testing = True
         yield app, hub
     finally:
@@ -57,7 +59,14 @@ def dash(broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fla
             close_app(app)
         if hub is not None:
             hub.stop()
-        nodes.stop()
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def dash(broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, Hub]]:
+    """A dashboard over a hub with a store, two sphinx nodes, 2 MB and 20 s limits, 1 s heartbeats."""
+    with serving(broker.url, tmp_path_factory.mktemp("store"), nodes=2) as served:
+        yield served
 
 
 @pytest.fixture

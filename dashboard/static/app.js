@@ -30,7 +30,16 @@ async function api(path, options = {}) {
   return response.status === 204 ? null : response.json();
 }
 
+/** A 401: the login has ended (or the token changed); the server's login page takes over. */
+function loginAgain() {
+  location.assign("/login");
+}
+
 async function errorMessage(status, readText) {
+  if (status === 401) {
+    loginAgain();
+    return "Your login has ended: log in again.";
+  }
   let text = "";
   try {
     text = await readText();
@@ -40,6 +49,7 @@ async function errorMessage(status, readText) {
     // not JSON: fall through to a generic sentence
   }
   if (status === 413) return "The file is too large.";
+  if (status === 429) return "Too many requests: wait a minute and try again.";
   return `The server answered ${status}${text && text.length < 120 && !text.includes("<") ? `: ${text}` : "."}`;
 }
 
@@ -88,8 +98,11 @@ function connect() {
     }
   });
   events.addEventListener("error", () => {
-    if (events.readyState === EventSource.CLOSED) setConnection("offline", "Disconnected: reload the page");
-    else setConnection("connecting", "Reconnecting…");
+    if (events.readyState === EventSource.CLOSED) {
+      // A refused stream (401 after the login ended, among others) is not retried: ask the API why.
+      setConnection("offline", "Disconnected: reload the page");
+      api("/api/nodes").catch(() => {});
+    } else setConnection("connecting", "Reconnecting…");
   });
 }
 
