@@ -91,7 +91,7 @@ def test_deploy_node_code_runs_alone(tmp_path):
 
 
 def test_deploy_hub_unit_env_and_broker(tmp_path):
-    installed("install-hub", tmp_path, "--broker", "mqtt://127.0.0.1:1883", "--engine", "sphinx")
+    proc = installed("install-hub", tmp_path, "--broker", "mqtt://127.0.0.1:1883", "--engine", "sphinx")
     unit = read_unit(tmp_path / "etc/systemd/system/edgescribe-dashboard.service")["Service"]
     python = tmp_path / "opt/edgescribe/hub/venv/bin/python"
     assert unit["ExecStart"].startswith(f"{python} -m dashboard ")
@@ -106,6 +106,16 @@ def test_deploy_hub_unit_env_and_broker(tmp_path):
     assert env["EDGESCRIBE_PREFER_ENGINE"] == "sphinx"
     assert env["EDGESCRIBE_STORE"].startswith(unit["ReadWritePaths"])
     assert mode(env_file) == 0o600
+
+    # the dashboard's login token and session key: generated, said where, never printed, kept on a rerun
+    token, secret = env["EDGESCRIBE_DASHBOARD_TOKEN"], env["EDGESCRIBE_DASHBOARD_SECRET"]
+    assert len(token) >= 40 and len(secret) >= 40 and token != secret
+    assert f"EDGESCRIBE_DASHBOARD_TOKEN in {env_file}" in proc.stderr
+    assert token not in proc.stdout + proc.stderr and secret not in proc.stdout + proc.stderr
+    rerun = installed("install-hub", tmp_path)
+    assert {k: read_env(env_file)[k] for k in ("EDGESCRIBE_DASHBOARD_TOKEN", "EDGESCRIBE_DASHBOARD_SECRET")} == {
+        "EDGESCRIBE_DASHBOARD_TOKEN": token, "EDGESCRIBE_DASHBOARD_SECRET": secret}
+    assert "generated" not in rerun.stderr
 
     conf = (tmp_path / "etc/mosquitto/conf.d/edgescribe.conf").read_text()
     settings = [line.split()[0] for line in conf.splitlines() if line.strip() and not line.startswith("#")]
