@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,22 +95,19 @@ class Dashboard:
         return self.url.rstrip("/") + path
 
 
-@pytest.fixture(scope="module")
-def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+@contextmanager
+def running_dashboard(store: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Dashboard]:
+    """``python -m dashboard`` on a free port with ``args``, until it has printed its URL; stopped on leaving."""
     tag = unique_prefix()
-    store = tmp_path_factory.mktemp("dashboard-store")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dashboard", "--local-nodes", "2", "--port", "0", "--store", str(store),
-         "--target-chunk", "6", "--max-chunk", "10", "--log-level", "WARNING"],
-        cwd=ROOT, env=tagged_env(tag), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        [sys.executable, "-m", "dashboard", "--port", "0", "--store", str(store), "--log-level", "WARNING", *args],
+        cwd=ROOT, env={**tagged_env(tag), **(env or {})}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True,
     )
     dash = Dashboard(proc, tag)
     threading.Thread(target=dash.read, name="dashboard-stderr", daemon=True).start()
     try:
         dash.url = dash.wait_line(r"edgescribe dashboard: (http://\S+)", 60).group(1)
-        for node in NODES:
-            dash.wait_line(rf"node {node}: online", 60)
         yield dash
     finally:
         if proc.poll() is None:
@@ -120,6 +118,15 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
                 proc.kill()
                 proc.wait(10)
     assert wait_gone(processes_tagged(tag), 30) == set(), "the dashboard left processes behind"
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    with running_dashboard(tmp_path_factory.mktemp("dashboard-store"), "--local-nodes", "2",
+                           "--target-chunk", "6", "--max-chunk", "10") as dash:
+        for node in NODES:
+            dash.wait_line(rf"node {node}: online", 60)
+        yield dash
 
 
 @pytest.fixture(scope="module")
@@ -355,3 +362,31 @@ def test_nodes_panel_shows_a_node_that_stops(page, dashboard):
     # the dashboard restarts its local nodes; the panel follows without a reload
     expect(node).to_have_attribute("data-state", "online", timeout=60_000)
     expect(page.locator("#nodes-count")).to_have_text("2 of 2 online")
+
+
+def test_with_a_token_the_page_asks_for_it_first(browser, broker, tmp_path):
+    token = "browser-test-token-0123456789"
+    args = ("--broker", broker.url, "--prefix", unique_prefix(), "--host", "0.0.0.0")
+    with running_dashboard(tmp_path / "store", *args, env={"EDGESCRIBE_DASHBOARD_TOKEN": token}) as dashboard:
+        context, page, errors = open_page(browser, LAPTOP)
+        try:
+            page.goto(dashboard.url)
+            expect(page).to_have_url(dashboard.api("/login"))
+            expect(page.locator("#token")).to_be_focused()
+            shot(page, "laptop-8-login")
+            page.fill("#token", token + "x")
+            page.click("#login")
+            expect(page.locator("#login-error")).to_have_text("That is not the dashboard's token.")
+            shot(page, "laptop-9-login-refused")
+            page.fill("#token", token)
+            page.click("#login")
+            expect(page).to_have_url(dashboard.url)
+            expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+            expect(page.locator("#job-list-empty")).to_have_text("No jobs yet.")
+            shot(page, "laptop-10-logged-in")
+            page.click("#logout")
+            expect(page).to_have_url(dashboard.api("/login"))
+            assert page.request.get(dashboard.api("/api/jobs")).status == 401
+        finally:
+            context.close()
+        assert errors == []
