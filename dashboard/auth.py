@@ -7,8 +7,8 @@ refused: 401 JSON under /api/ (the event stream included), a redirect to /login 
 token (allowed only on loopback, :class:`~dashboard.settings.DashboardSettings`) every request passes.
 
 Failed logins and wrong bearer tokens count against the client's address
-(:class:`~dashboard.ratelimit.RateLimit`): past
-``login_attempts`` a minute it gets 429 until the oldest failure is a minute old.
+(:class:`~dashboard.ratelimit.RateLimit`): past ``login_attempts`` a minute it gets 429 until the
+oldest failure is a minute old.
 """
 
 from __future__ import annotations

@@ -316,7 +316,8 @@ def test_help_and_one_line_errors(tmp_path):
     shown = run_dashboard("--help")
     assert shown.returncode == 0
     for flag in ("--broker", "--local-nodes", "--host", "--port", "--store", "--max-upload-mb", "--max-duration",
-                 "--engine", "--model", "EDGESCRIBE_STORE"):
+                 "--engine", "--model", "EDGESCRIBE_STORE", "--token-file", "--upload-rate",
+                 "EDGESCRIBE_DASHBOARD_TOKEN"):
         assert flag in shown.stdout
     for args, message in ((["--bogus"], "unrecognized arguments: --bogus"),
                           (["--port", "http"], "invalid int value: 'http'"),
