@@ -75,6 +75,11 @@ def _token_mark(token: str) -> str:
     return hmac.new(current_app.secret_key, token.encode(), hashlib.sha256).hexdigest()  # type: ignore[arg-type]
 
 
+def _has_session(token: str) -> bool:
+    mark = session.get(_SESSION_KEY)
+    return isinstance(mark, str) and hmac.compare_digest(mark, _token_mark(token))
+
+
 def _same(given: str, token: str) -> bool:
     return hmac.compare_digest(given.encode(), token.encode())
 
@@ -90,8 +95,7 @@ def require_login() -> ResponseReturnValue | None:
     token = dash.settings.token
     if token is None or request.endpoint in OPEN_ENDPOINTS:
         return None
-    mark = session.get(_SESSION_KEY)
-    if isinstance(mark, str) and hmac.compare_digest(mark, _token_mark(token)):
+    if _has_session(token):
         return None
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and given:
@@ -118,7 +122,9 @@ def _login_form(error: str = "", status: int = 200, headers: dict[str, str] | No
 
 @bp.get("/login")
 def login_page() -> ResponseReturnValue:
-    if current().settings.token is None:  # nothing to log in to
+    token = current().settings.token
+    # nothing to log in to, or logged in already (SameSite=Strict sends no cookie on a link from another site)
+    if token is None or _has_session(token):
         return redirect(url_for("pages.index"))
     return _login_form()
 

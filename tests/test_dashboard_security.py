@@ -115,6 +115,7 @@ def test_a_session_or_a_bearer_token_opens_every_route(secured):
     cookie = session.get_cookie("edgescribe_session")
     assert cookie is not None and cookie.http_only and cookie.same_site == "Strict" and not cookie.secure
     assert TOKEN not in cookie.value
+    assert session.get("/login").headers["Location"] == "/"  # logged in already
     bearer = client_at(app, "10.0.2.2")
     headers = {"Authorization": f"Bearer {TOKEN}"}
 
