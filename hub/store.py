@@ -11,7 +11,9 @@ Every change of a job is written before the hub acknowledges the MQTT message
 that caused it (paho acknowledges a QoS 1 message after its callback returns),
 so a result is either in the store or still queued at the broker for the hub's
 persistent session. SQLite runs in WAL mode with ``synchronous=FULL``.
-The hub calls the store under its own lock: one connection, one writer.
+The hub calls the store under its own lock: one connection, one writer. A save writes only the
+chunk rows that changed since the job's last save, so a result costs the same on a job of 10 chunks
+as on one of 1000 (rewriting every row made a 2-hour job's last results take 90 ms each).
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ CREATE INDEX IF NOT EXISTS jobs_by_digest ON jobs(digest);
 _FINISHED = tuple(s.value for s in (JobState.DONE, JobState.PARTIAL, JobState.FAILED))
 
 
+def _row_key(c: ChunkWork) -> tuple[object, ...]:
+    """What a chunk's row is made of, cheap to compare: ``tried`` only grows, results are immutable."""
+    return (c.spec, c.state, c.node_id, c.attempt, c.failures, c.rejections, len(c.tried), c.result, c.reason)
+
+
 class StoreError(RuntimeError):
     """The store cannot be used (locked by another hub, unreadable); the message is one line."""
 
@@ -98,6 +105,8 @@ class JobStore:
             self._upgrade()
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.directory}: {exc}") from None
+        #: per unfinished job, the key of each chunk row as last written (see :func:`_row_key`)
+        self._written: dict[str, dict[int, tuple[object, ...]]] = {}
 
     def _upgrade(self) -> None:
         """Bring a store written by an earlier version up to this schema (columns added since)."""
@@ -152,28 +161,35 @@ class JobStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (job.id, job.name, job.language, job.created, job.state.value, job.error, digest, int(job.open)),
             )
-            self._write_chunks(job)
+            written = self._write_chunks(job)
+        self._written[job.id] = written
 
     def save(self, job: Job) -> None:
-        """Write a job's state and every chunk's; drop its audio once it is finished."""
+        """Write a job's state and every chunk that changed since; drop its audio once it is finished."""
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
                 "UPDATE jobs SET state = ?, error = ?, open = ? WHERE id = ?",
                 (job.state.value, job.error, int(job.open), job.id),
             )
-            self._write_chunks(job)
+            written = self._write_chunks(job)
+        self._written.setdefault(job.id, {}).update(written)  # only once the transaction is committed
         if job.is_finished:
+            self._written.pop(job.id, None)
             self._audio_path(job.id).unlink(missing_ok=True)
 
     def delete(self, job_id: str) -> bool:
         """Remove a job, its chunks and its audio. False if there was no such job."""
         with self._db:
             deleted = self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount
+        self._written.pop(job_id, None)
         self._audio_path(job_id).unlink(missing_ok=True)
         return deleted > 0
 
-    def _write_chunks(self, job: Job) -> None:
+    def _write_chunks(self, job: Job) -> dict[int, tuple[object, ...]]:
+        """Write the chunk rows that differ from their last written state; return their new keys."""
+        before = self._written.get(job.id, {})
+        changed = [(c, key) for c in job.chunks if before.get(c.seq) != (key := _row_key(c))]
         self._db.executemany(
             "INSERT OR REPLACE INTO chunks (job_id, seq, start_ms, end_ms, lead_ms, tail_ms, state, node_id, attempt,"
             " failures, rejections, tried, result, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -183,9 +199,10 @@ class JobStore:
                     c.node_id, c.attempt, c.failures,
                     c.rejections, json.dumps(sorted(c.tried)), c.result.encode() if c.result else None, c.reason,
                 )
-                for c in job.chunks
+                for c, _ in changed
             ],
         )
+        return {c.seq: key for c, key in changed}
 
     # -- reading ------------------------------------------------------------------------
     def unfinished(self) -> list[Job]:

@@ -50,10 +50,45 @@ def test_a_job_round_trips_through_the_store(tmp_path):
     assert (loaded.id, loaded.name, loaded.language, loaded.state) == ("j1", "three.wav", "en-GB", JobState.RUNNING)
     assert len(loaded.audio) == 3000
     for mine, theirs in zip(job.chunks, loaded.chunks):
-        for field in ("seq", "spec", "state", "node_id", "attempt", "failures", "rejections", "tried", "result", "reason"):
+        for field in PERSISTED:
             assert getattr(mine, field) == getattr(theirs, field), field
     assert again.find("abc", "three.wav") == "j1"
     assert again.find("zzz", "three.wav") is None and again.find("abc", "other.wav") is None
+
+
+PERSISTED = ("seq", "spec", "state", "node_id", "attempt", "failures", "rejections", "tried", "result", "reason")
+
+
+def test_a_save_writes_only_changed_chunks_and_every_change_persists(tmp_path):
+    """A save skips rows it wrote before unchanged, so each field a change can touch must count as one."""
+    store = JobStore(tmp_path)
+    job = make_job()
+    store.save_audio(job)
+    store.add(job)
+    writes = []
+    store._db.set_trace_callback(lambda sql: writes.append(sql) if sql.startswith("INSERT OR REPLACE INTO chunks") else None)
+    c = job.chunks[1]
+    changes = [
+        ("state", ChunkState.ASSIGNED), ("node_id", "n1"), ("attempt", 2), ("failures", 1), ("rejections", 3),
+        ("tried", {"n1", "n2"}), ("reason", "n1: engine gave no answer"), ("spec", ChunkSpec(1000, 2500, 0, 400)),
+        ("result", Result("j1", 1, 2, "n1", ResultStatus.OK, text="first")),
+        ("result", Result("j1", 1, 2, "n1", ResultStatus.OK, text="second")),
+    ]
+    for field, value in changes:
+        writes.clear()
+        setattr(c, field, value)
+        store.save(job)
+        assert len(writes) == 1, f"changing {field} writes its one row"
+        (loaded,) = [j for j in store.unfinished() if j.id == "j1"]
+        for name in PERSISTED:
+            assert getattr(loaded.chunks[1], name) == getattr(c, name), (field, name)
+    c.tried.add("n3")  # a set changed in place
+    writes.clear()
+    store.save(job)
+    assert len(writes) == 1 and store.load("j1").chunks[1].tried == {"n1", "n2", "n3"}
+    writes.clear()
+    store.save(job)
+    assert writes == [], "nothing changed, nothing written"
 
 
 def test_a_finished_job_drops_its_audio_but_keeps_its_text(tmp_path):
