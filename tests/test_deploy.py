@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -169,3 +170,25 @@ def test_deploy_remove_keeps_settings(tmp_path):
     assert not (tmp_path / "etc/systemd/system/edgescribe-node.service").exists()
     assert not (tmp_path / "opt/edgescribe/node").exists()
     assert read_env(tmp_path / "etc/edgescribe/node.env")["EDGESCRIBE_BROKER"] == "mqtt://hub.lan:1883"
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed (package systemd)")
+@pytest.mark.parametrize("script, unit", [("install-edge-node", "edgescribe-node.service"),
+                                          ("install-hub", "edgescribe-dashboard.service")])
+def test_deploy_units_pass_systemd_analyze_verify(tmp_path, script, unit):
+    """systemd's own parser reads the unit (no running systemd needed): no unknown keys, no bad values."""
+    installed(script, tmp_path, "--broker", "mqtt://127.0.0.1:1883")
+    path = tmp_path / "etc/systemd/system" / unit
+    checked = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
+    # without --no-pip the venv's python would exist; everything else systemd says about the unit is a fault
+    complaints = [line for line in checked.stderr.splitlines() if "is not executable" not in line]
+    assert checked.returncode == 0 and complaints == [], checked.stderr
+
+
+def test_deploy_systemd_analyze_catches_a_bad_unit(tmp_path):
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze not installed (package systemd)")
+    bad = tmp_path / "bad.service"
+    bad.write_text("[Service]\nExecStart=/bin/true\nRestat=on-failure\nTimeoutStopSec=soon\n")
+    checked = subprocess.run(["systemd-analyze", "verify", str(bad)], capture_output=True, text=True, timeout=60)
+    assert "Unknown key" in checked.stderr and "Failed to parse" in checked.stderr
