@@ -75,7 +75,8 @@ def stream_hub(tmp_path: Path | None = None, **dispatch: float) -> Hub:
 def answer(hub: Hub, job_id: str, seq: int, text: str) -> None:
     result = Result(job_id=job_id, seq=seq, node_id="n1", attempt=1, status=ResultStatus.OK,
                     text=text, engine="fake", model="", seconds=0.1)
-    hub._on_result("result", result.encode(), False)
+    hub._dispatcher.jobs[job_id].chunks[seq].tried.add("n1")  # as if the hub had sent it to n1
+    hub._on_result(hub._topics.hub_results(hub.hub_id, "n1"), result.encode(), False)
 
 
 # -- the segmenter ------------------------------------------------------------------------------
