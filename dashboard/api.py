@@ -126,6 +126,7 @@ def delete_job(job_id: str) -> ResponseReturnValue:
         return _error(409, str(exc))
     if not deleted:
         return _no_job(job_id)
+    current().events.job_deleted(job_id)
     return "", 204
 
 

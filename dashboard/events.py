@@ -92,6 +92,7 @@ class EventFanout:
         self._client_queue = client_queue
         self._marks = threading.Condition()  # guards the marks below
         self._dirty_jobs: dict[str, None] = {}  # ordered set
+        self._deleted: dict[str, None] = {}  # jobs deleted since the last round, ordered
         self._dirty_nodes = True  # send the nodes known at start
         self._stopping = False
         self._lock = threading.Lock()  # guards the subscribers and the nodes as last sent
@@ -122,6 +123,12 @@ class EventFanout:
         with self._marks:
             self._dirty_jobs[job.id] = None
             self._dirty_nodes = True  # a job change may move a chunk on or off a node
+            self._marks.notify()
+
+    def job_deleted(self, job_id: str) -> None:
+        """Tell every stream that ``job_id`` is gone (called by the API once the hub has deleted it)."""
+        with self._marks:
+            self._deleted[job_id] = None
             self._marks.notify()
 
     def _on_node(self, status: NodeStatus) -> None:
@@ -161,25 +168,30 @@ class EventFanout:
                     if not sub.put(event):
                         _LOGGER.warning("an event stream fell %d events behind; it must resync", self._client_queue)
                         # the hello holds every node; only the jobs from here on are still news
-                        sub.replace([Event("resync", {}), self._hello(), *(e for e in events[i:] if e.name == "job")])
+                        sub.replace([Event("resync", {}), self._hello(),
+                                     *(e for e in events[i:] if e.name in ("job", "deleted"))])
                         break
 
     # -- the dashboard-events thread -------------------------------------------------------
     def _run(self) -> None:
         while True:
             with self._marks:
-                while not (self._dirty_jobs or self._dirty_nodes or self._stopping):
+                while not (self._dirty_jobs or self._deleted or self._dirty_nodes or self._stopping):
                     self._marks.wait()
                 if self._stopping:
                     return
                 jobs, self._dirty_jobs = list(self._dirty_jobs), {}
+                deleted, self._deleted = list(self._deleted), {}
                 nodes, self._dirty_nodes = self._dirty_nodes, False
             try:
-                self._publish(list(self._events(jobs, nodes)))
+                self._publish(list(self._events(jobs, nodes, deleted)))
             except Exception:  # noqa: BLE001 - keep the streams alive; the next change tries again
                 _LOGGER.exception("could not build dashboard events")
 
-    def _events(self, job_ids: list[str], nodes: bool) -> Iterator[Event]:
+    def _events(self, job_ids: list[str], nodes: bool, deleted: list[str]) -> Iterator[Event]:
+        for job_id in deleted:
+            self._sent_jobs.pop(job_id, None)
+            yield Event("deleted", {"id": job_id})
         for job_id in job_ids:
             job = self._hub.job(job_id)
             if job is None:  # deleted meanwhile

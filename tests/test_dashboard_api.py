@@ -288,6 +288,11 @@ def test_the_event_stream_says_hello_then_follows_uploads(dash, client, corpus, 
         assert nodes_with_chunks  # a node event named the chunk it held
         for job_id in ids.values():
             assert client.delete(f"/api/jobs/{job_id}").status_code == 204
+        gone = set()  # every open stream hears of a deletion, so other tabs can drop the job
+        while gone != set(ids.values()):
+            name, data = reader.next(deadline)
+            if name == "deleted":
+                gone.add(data["id"])
     finally:
         response.close()
     assert fanout.subscribers() == 0

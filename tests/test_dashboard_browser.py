@@ -276,11 +276,20 @@ def test_drop_two_files_at_once_open_one_by_keyboard_and_delete_it(page, dashboa
     expect(page.locator("#transcript")).to_contain_text("ill disposed")
     job_id = page.evaluate("decodeURIComponent(location.hash.slice('#job='.length))")
 
+    # a second tab shows the same job; deleting it in the first closes it there too
+    other = page.context.new_page()
+    other.goto(f"{dashboard.url}#job={job_id}")
+    expect(other.locator("#job-title")).to_have_text(clips[1].name)
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#delete")
     expect(history_item(page, clips[1].name)).to_have_count(0)
     expect(page.locator("#job-view")).to_be_hidden()
     assert page.request.get(dashboard.api(f"/api/jobs/{job_id}")).status == 404
+    expect(history_item(other, clips[1].name)).to_have_count(0)
+    expect(other.locator("#job-view")).to_be_hidden()
+    expect(other.locator("#job-empty")).to_contain_text("That job was deleted.")
+    expect(history_item(other, clips[0].name)).to_have_count(1)
+    other.close()
 
 
 def test_a_file_that_is_not_audio_shows_the_servers_message(page, dashboard):

@@ -90,6 +90,10 @@ function connect() {
     const job = parse(event.data);
     if (job && job.id) jobChanged(job);
   });
+  events.addEventListener("deleted", (event) => {
+    const body = parse(event.data);
+    if (body && body.id) jobDeleted(body.id);
+  });
   events.addEventListener("node", (event) => {
     const node = parse(event.data);
     if (node && node.node_id) {
@@ -151,6 +155,16 @@ function jobChanged(job) {
     state.job = { ...state.job, ...job };
     renderJob();
   }
+}
+
+function jobDeleted(id) {
+  // Deleted here or in another tab: gone from the history, and closed if it is open.
+  state.jobs.delete(id);
+  if (state.job && state.job.id === id) {
+    if (jobIdFromHash() === id) history.replaceState(null, "", location.pathname + location.search);
+    closeJob();
+    $("job-empty").querySelector("p").textContent = "That job was deleted.";
+  } else renderJobList();
 }
 
 // ---------------------------------------------------------------- history
@@ -392,9 +406,7 @@ async function deleteJob() {
   if (!job || !window.confirm(`Delete “${job.name || job.id}” and its transcript?`)) return;
   try {
     await api(jobUrl(job.id), { method: "DELETE" });
-    state.jobs.delete(job.id);
-    if (jobIdFromHash() === job.id) history.replaceState(null, "", location.pathname + location.search);
-    closeJob();
+    jobDeleted(job.id);
     $("job").focus();
   } catch (error) {
     showNotice($("job-notice"), `Could not delete: ${error.message}`);
