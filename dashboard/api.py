@@ -3,7 +3,11 @@
 Uploads are decoded in the request's own thread (the server runs one thread per request), so
 several may be decoded at once; ``Hub.submit`` then takes the audio. Each client address may start
 ``upload_rate`` uploads a minute (refused ones count too: decoding them costs the same); past that
-it gets 429 without its body being decoded. Who may call these routes at all is :mod:`dashboard.auth`'s
+it gets 429 without its body being decoded.
+
+A live recording (``/api/live``) is a stream job that grows while the browser sends PCM blocks;
+:mod:`dashboard.live` does the work, in the request's thread. Starting one counts as an upload; its
+blocks do not. Who may call these routes at all is :mod:`dashboard.auth`'s
 business.
 """
 
@@ -12,15 +16,17 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
+import time
 from pathlib import Path
 
-from flask import Blueprint, Response, jsonify, request, send_file, url_for
+from flask import Blueprint, Response, abort, jsonify, request, send_file, url_for
 from flask.typing import ResponseReturnValue
 
 from dashboard import payloads
-from dashboard.app import current
+from dashboard.app import Dashboard, current
 from dashboard.auth import client_address, too_many
 from dashboard.events import stream
+from dashboard.live import BYTES_PER_S, MAX_BLOCK_BYTES, DurationLimit, Ended, Gap, LiveSession
 from hub.audio import AudioError, TooLong, load_recording
 from hub.service import JobRunning
 from hub.transcript import render
@@ -86,6 +92,73 @@ def create_job() -> ResponseReturnValue:
             return _error(500, f"cannot run {exc.filename or 'ffmpeg'} on the server: {exc.strerror}")
     job = dash.hub.submit(audio, name)
     return jsonify(id=job.id), 201, {"Location": url_for(".job", job_id=job.id)}
+
+
+@bp.post("/live")
+def start_live() -> ResponseReturnValue:
+    """A live recording: a stream job that grows while the browser sends its audio."""
+    dash = current()
+    wait = dash.uploads.take(client_address())  # a session counts as one upload; its blocks do not
+    if wait:
+        _discard_body()
+        return too_many(wait, "uploads")
+    body = request.get_json(silent=True) if request.content_length else None
+    given = body.get("name") if isinstance(body, dict) else None
+    name = _clean_name(given) if isinstance(given, str) else ""
+    try:
+        session = dash.live.open(name or time.strftime("Recording %Y-%m-%d %H:%M"))
+    except ValueError as exc:  # the VAD's package is missing
+        _LOGGER.error("cannot start a live recording: %s", exc)
+        return _error(500, f"live recording is unavailable on the server: {exc}")
+    job_id = session.job.id
+    return jsonify(id=job_id), 201, {"Location": url_for(".job", job_id=job_id)}
+
+
+def _live_session(dash: Dashboard, job_id: str) -> LiveSession:
+    """The live session, open or recently ended; a 404 (JSON, by the app's handler) if there is none."""
+    session = dash.live.get(job_id)
+    if session is None:
+        abort(404, description=f"no live recording {job_id}")
+    return session
+
+
+@bp.post("/live/<job_id>/audio")
+def live_audio(job_id: str) -> ResponseReturnValue:
+    dash = current()
+    session = _live_session(dash, job_id)
+    offset = request.args.get("offset", "")
+    if not offset.isdigit() or int(offset) % 2:
+        return _error(400, "?offset= must be the block's byte offset in the recording: an even whole number")
+    too_large = f"a block is at most {MAX_BLOCK_BYTES} bytes ({MAX_BLOCK_BYTES // BYTES_PER_S} s of audio)"
+    if (request.content_length or 0) > MAX_BLOCK_BYTES:
+        _discard_body()
+        return _error(413, too_large)
+    pcm = request.get_data(cache=False)  # without a length (chunked): at most MAX_CONTENT_LENGTH
+    if len(pcm) > MAX_BLOCK_BYTES:
+        return _error(413, too_large)
+    if len(pcm) % 2:
+        return _error(400, f"a block is 16-bit samples: an even number of bytes, not {len(pcm)}")
+    try:
+        session.add(int(offset), pcm, dash.live.clock())
+    except Gap as exc:
+        return jsonify(error=str(exc), expected=exc.expected), 409
+    except DurationLimit as exc:
+        dash.live.touched()
+        return _error(422, str(exc))
+    except Ended as exc:
+        dash.live.touched()
+        return _error(410, str(exc))
+    return "", 204
+
+
+@bp.post("/live/<job_id>/end")
+def end_live(job_id: str) -> ResponseReturnValue:
+    """Send the utterance in progress and close the stream; the job finishes when its chunks do."""
+    dash = current()
+    session = _live_session(dash, job_id)
+    session.end("the browser ended it")
+    dash.live.touched()
+    return jsonify(id=job_id, seconds=round(session.received / BYTES_PER_S, 3))
 
 
 @bp.get("/jobs")

@@ -3,9 +3,9 @@
 Everything the request handlers share (the settings, the hub, the event fan-out, the rate limits)
 lives in one :class:`Dashboard` in ``app.extensions``; this package keeps no module-level state.
 With a login token in the settings, every request but the login page and the static files needs a
-login (:mod:`dashboard.auth`). The hub must
-have a store: the history is read from it. ``create_app`` starts the ``dashboard-events`` thread;
-:func:`close_app` stops it and ends every event stream (before the hub stops).
+login (:mod:`dashboard.auth`). The hub must have a store: the history is read from it. ``create_app``
+starts the ``dashboard-events`` and ``dashboard-live-sweep`` threads; :func:`close_app` ends the live recordings, stops both and ends every event stream (before
+the hub stops).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from dashboard.events import EventFanout
+from dashboard.live import LiveSessions, LiveSettings
 from dashboard.ratelimit import RateLimit
 from dashboard.settings import DashboardSettings
 from hub.service import Hub
@@ -36,6 +37,7 @@ class Dashboard:
     events: EventFanout
     uploads: RateLimit  #: uploads per client address
     logins: RateLimit  #: failed logins per client address
+    live: LiveSessions  #: the browser recordings streaming now
 
 
 def current() -> Dashboard:
@@ -44,7 +46,8 @@ def current() -> Dashboard:
 
 
 def create_app(settings: DashboardSettings, hub: Hub, clock: Callable[[], float] = time.monotonic) -> Flask:
-    """The app; ``clock`` drives the rate limits (tests pass one they move by hand)."""
+    """The app; ``clock`` drives the rate limits and the live recordings' idle limit (tests pass one they
+    move by hand)."""
     if hub.store is None:
         raise ValueError("the dashboard needs a hub with a store (HubSettings.store_dir): its history lives there")
     app = Flask(__name__, static_folder="static", template_folder="templates")
@@ -55,6 +58,7 @@ def create_app(settings: DashboardSettings, hub: Hub, clock: Callable[[], float]
         settings, hub, events,
         uploads=RateLimit(settings.upload_rate, clock=clock),
         logins=RateLimit(settings.login_attempts, clock=clock),
+        live=LiveSessions(hub, LiveSettings(settings.max_duration_s, settings.live_idle_s), clock=clock),
     )
 
     from dashboard import api, auth, pages  # the blueprints reach the dashboard through current()
@@ -65,12 +69,16 @@ def create_app(settings: DashboardSettings, hub: Hub, clock: Callable[[], float]
     app.register_blueprint(pages.bp)
     app.register_error_handler(HTTPException, _http_error)
     events.start()
+    app.extensions[EXTENSION].live.start()
     return app
 
 
 def close_app(app: Flask) -> None:
-    """Stop the event thread and end the event streams; the hub is the caller's to stop."""
-    app.extensions[EXTENSION].events.stop()
+    """End the live recordings (their streams closed), stop the event thread and end the event streams;
+    the hub is the caller's to stop."""
+    dash = app.extensions[EXTENSION]
+    dash.live.close()
+    dash.events.stop()
 
 
 def _http_error(exc: HTTPException) -> ResponseReturnValue:

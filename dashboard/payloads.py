@@ -39,6 +39,7 @@ def detail(job: Job, with_segments: bool = True) -> dict[str, Any]:
     body = summary(job)
     segs = segments(job)  # the overlap merge runs once for the text and the segments
     body["error"] = job.error
+    body["open"] = job.open  # a stream (a live recording) that may still grow
     body["text"] = text_of(segs)
     body["chunks"] = [
         {

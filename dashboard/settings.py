@@ -46,6 +46,7 @@ class DashboardSettings:
     upload_rate: int = 30  #: uploads one client address may start per minute
     login_attempts: int = 5  #: failed logins (or wrong bearer tokens) one client address may make per minute
     session_days: float = 7.0  #: how long a login lasts
+    live_idle_s: float = 30.0  #: a live recording whose browser sent nothing for this long is ended
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -53,7 +54,8 @@ class DashboardSettings:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is not between 0 and 65535")
         for what, value in (("max upload", self.max_upload_mb), ("max duration", self.max_duration_s),
-                            ("heartbeat", self.heartbeat_s), ("session length", self.session_days)):
+                            ("heartbeat", self.heartbeat_s), ("session length", self.session_days),
+                            ("live idle limit", self.live_idle_s)):
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"the {what} must be a positive number, got {value!r}")
         if self.client_queue < 1:
