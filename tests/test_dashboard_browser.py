@@ -1,8 +1,9 @@
 """The dashboard's page in a real browser: headless Debian Chromium (/usr/bin/chromium) driven by Playwright.
 
 One dashboard (``python -m dashboard``: a private broker, 2 local PocketSphinx nodes, a store in a
-temporary directory) serves every test here. The browser's fake microphone plays tests/data/jfk.wav
-once (``%noloop``) from the moment a page opens it, then silence. No browser is downloaded: Playwright
+temporary directory) serves every test here. The browser's fake microphone plays tests/data's
+ps_goforward.wav and jfk.wav, each followed by 1.5 s of silence (:func:`fake_microphone`), once
+(``%noloop``) from the moment a page opens it, then silence. No browser is downloaded: Playwright
 drives the system's Chromium (scripts/install puts it there).
 
 Screenshots of each step go to tests/artifacts/browser/ (git-ignored): look at them after changing
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,14 +41,14 @@ expect = sync_api.expect
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 ARTIFACTS = Path(__file__).parent / "artifacts" / "browser"
-MICROPHONE = DATA / "jfk.wav"  # 16-bit PCM: the fake device gives silence for 24-bit, MP3 or a missing file
+MICROPHONE_CLIPS = ("ps_goforward.wav", "jfk.wav")  # 2.8 s, then 11 s: the first text comes early
+PAUSE_S = 1.5  # after each clip: longer than the 0.8 s pause that ends an utterance
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 NODES = ("dashboard-node1", "dashboard-node2")  # local nodes are named <name>-nodeN by hub.launch
 CHROMIUM_ARGS = [
     "--use-fake-ui-for-media-stream",  # grant the microphone without asking
     "--use-fake-device-for-media-stream",
-    f"--use-file-for-fake-audio-capture={MICROPHONE}%noloop",
     "--no-sandbox",
     "--disable-gpu",
     "--no-first-run",
@@ -129,10 +131,33 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         yield dash
 
 
+def fake_microphone(directory: Path) -> Path:
+    """The fake microphone's file: each clip then a pause, as 16-bit PCM (the fake device gives silence
+    for 24-bit, MP3 or a missing file)."""
+    path = directory / "microphone.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        for name in MICROPHONE_CLIPS:
+            with wave.open(str(DATA / name), "rb") as clip:
+                assert (clip.getframerate(), clip.getnchannels(), clip.getsampwidth()) == (16000, 1, 2), name
+                out.writeframes(clip.readframes(clip.getnframes()))
+            out.writeframes(bytes(int(2 * 16000 * PAUSE_S)))
+    return path
+
+
+def clip_seconds(name: str) -> float:
+    with wave.open(str(DATA / name), "rb") as clip:
+        return clip.getnframes() / clip.getframerate()
+
+
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    microphone = fake_microphone(tmp_path_factory.mktemp("microphone"))
+    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={microphone}%noloop"]
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
         try:
             yield chromium
         finally:
@@ -186,28 +211,61 @@ def test_record_through_the_microphone_and_see_the_words(page, dashboard):
     goto(page, dashboard)
     expect(page.locator("#node-list .node[data-state=online]")).to_have_count(2)
     page.click("#record")
+    clicked = time.monotonic()
     expect(page.locator("#record-label")).to_have_text("Stop")
+    # the live recording's job opens at once, and shows that it is recording
+    expect(page.locator("#job-title")).to_have_text(re.compile("^Recording "))
+    expect(page.locator("#job-state")).to_have_text("Recording")
     # The meter must move: an unreadable fake-microphone file records silence without any error.
     page.wait_for_function("Number(document.getElementById('level').dataset.peak) > 0.3", timeout=10_000)
     shot(page, "laptop-1-recording")
-    # jfk.wav lasts 11 s; stop when the page's own clock has passed it.
+    # the first clip's words come while the recording goes on: the page streams as it records
+    expect(page.locator("#transcript")).to_contain_text("forward", timeout=30_000)
+    heard = time.monotonic()
+    expect(page.locator("#record-label")).to_have_text("Stop")
+    expect(page.locator("#job-progress-text")).to_contain_text("recording…")
+    first_end = clip_seconds(MICROPHONE_CLIPS[0])
+    print(f"live recording: the first clip's words on the page {heard - clicked - first_end:.1f} s after it ended")
+    shot(page, "laptop-2-transcribing")
+    # stop when the page's own clock has passed both clips and their pauses
+    total = sum(clip_seconds(name) + PAUSE_S for name in MICROPHONE_CLIPS)
     page.wait_for_function(
         "(() => { const [m, s] = document.getElementById('elapsed').textContent.split(':').map(Number);"
-        " return m * 60 + s >= 12; })()",
-        timeout=30_000,
+        f" return m * 60 + s >= {total:.0f}; }})()",
+        timeout=40_000,
     )
     page.click("#record")
     expect(page.locator("#record-label")).to_have_text("Record")
-    # the recording is uploaded at once and its job opens by itself
-    expect(page.locator("#job-title")).to_have_text(re.compile("^Recording "), timeout=20_000)
-    expect(page.locator("#chunk-strip .chunk")).not_to_have_count(0)
-    shot(page, "laptop-2-transcribing")
     expect(page.locator("#job-state")).to_have_text("Done", timeout=90_000)
     expect(page.locator("#chunk-strip .chunk-done")).to_have_count(page.locator("#chunk-strip .chunk").count())
+    assert page.locator("#chunk-strip .chunk").count() >= 2  # one chunk per utterance at least
     text = page.locator("#transcript").inner_text().lower()
-    assert "country" in text and "fellow americans" in text, text
+    assert "forward" in text and "country" in text and "fellow americans" in text, text
     expect(page.locator("#record-error")).to_be_hidden()
     shot(page, "laptop-3-recorded")
+
+
+def test_without_an_audio_worklet_the_recording_is_uploaded_at_stop(browser, dashboard):
+    context, page, errors = open_page(browser, LAPTOP)
+    try:
+        page.add_init_script("delete window.AudioWorkletNode;")  # a browser without one: MediaRecorder
+        goto(page, dashboard)
+        expect(page.locator("#record-status")).to_contain_text("sent for transcription when you press Stop")
+        page.click("#record")
+        expect(page.locator("#record-label")).to_have_text("Stop")
+        expect(page.locator("#job-view")).to_be_hidden()  # no job until the upload
+        page.wait_for_function(
+            "(() => { const [m, s] = document.getElementById('elapsed').textContent.split(':').map(Number);"
+            f" return m * 60 + s >= {clip_seconds(MICROPHONE_CLIPS[0]) + PAUSE_S:.0f}; }})()",
+            timeout=20_000,
+        )
+        page.click("#record")
+        expect(page.locator("#job-title")).to_have_text(re.compile("^Recording "), timeout=20_000)
+        expect(page.locator("#job-state")).to_have_text("Done", timeout=90_000)
+        expect(page.locator("#transcript")).to_contain_text("forward")
+    finally:
+        context.close()
+    assert errors == []
 
 
 def test_upload_by_picker_then_copy_and_download(browser, dashboard, tmp_path):

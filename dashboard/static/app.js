@@ -2,6 +2,7 @@
 // Plain ES modules, no build step. Server strings only ever become text nodes (see dom.js).
 
 import { badge, bytes, clock, h, setChildren, when } from "./dom.js";
+import { LiveRecording, liveSupported } from "./live-recorder.js";
 import { Recording, explain, extensionFor, unsupportedReason } from "./recorder.js";
 
 const $ = (id) => document.getElementById(id);
@@ -177,14 +178,17 @@ function sortedJobs() {
 
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
-function progressText(p, state_) {
+function progressText(p, state_, open = false) {
+  if (open && (!p || !p.total)) return "recording… the first words come at the first pause";
+  if (open) return `recording… ${p.done} of ${plural(p.total, "chunk")} done so far`;
   if (!p || !p.total) return state_ === "failed" ? "no chunks" : "preparing…";
   const failed = p.failed ? `, ${p.failed} failed` : "";
   return `${p.done} of ${plural(p.total, "chunk")} done${failed}`;
 }
 
 /** The short form for the history: "2 chunks" once finished, "1/4 chunks" while running. */
-function progressShort(p, state_) {
+function progressShort(p, state_, open = false) {
+  if (open) return "recording…";
   if (!p || !p.total) return state_ === "failed" ? "" : "preparing…";
   const failed = p.failed ? `, ${p.failed} failed` : "";
   if (FINISHED.has(state_)) return `${plural(p.total, "chunk")}${failed}`;
@@ -205,11 +209,11 @@ function renderJobList() {
           "a",
           { class: "job-item", href: `#job=${encodeURIComponent(job.id)}`, "aria-current": job.id === openId ? "true" : null },
           h("span", { class: "job-item-name" }, job.name || job.id),
-          badge(job.state),
+          badge(job.open ? "recording" : job.state),
           h(
             "span",
             { class: "job-item-meta" },
-            [when(job.created), job.duration_s ? clock(job.duration_s) : null, progressShort(job.progress, job.state)]
+            [when(job.created), job.duration_s ? clock(job.duration_s) : null, progressShort(job.progress, job.state, job.open)]
               .filter(Boolean)
               .join(" · "),
           ),
@@ -266,7 +270,7 @@ function renderJob(fresh = false) {
     $("job-notice").textContent = "";
   }
   $("job-title").textContent = job.name || job.id;
-  setChildren($("job-state"), badge(job.state));
+  setChildren($("job-state"), badge(job.open ? "recording" : job.state)); // open: a live recording still growing
   $("job-meta").textContent = [
     job.created ? `Started ${when(job.created)}` : null,
     job.duration_s ? `${clock(job.duration_s)} of audio` : null,
@@ -296,9 +300,9 @@ function renderProgress(job) {
   $("job-progress-done").style.width = `${donePct}%`;
   $("job-progress-failed").style.width = `${failedPct}%`;
   $("job-progress").setAttribute("aria-valuenow", String(Math.round(donePct + failedPct)));
-  $("job-progress").setAttribute("aria-valuetext", progressText(p, job.state));
+  $("job-progress").setAttribute("aria-valuetext", progressText(p, job.state, job.open));
   $("job-progress").dataset.state = job.state;
-  $("job-progress-text").textContent = progressText(p, job.state);
+  $("job-progress-text").textContent = progressText(p, job.state, job.open);
 }
 
 function chunkLabel(chunk) {
@@ -372,7 +376,11 @@ function renderTranscript(job) {
     box.dataset.text = text;
   }
   if (!text) {
-    const msg = FINISHED.has(job.state) ? "No speech was heard." : "The text appears here as chunks are transcribed.";
+    const msg = FINISHED.has(job.state)
+      ? "No speech was heard."
+      : job.open
+        ? "The text appears here as you speak, a moment after each pause."
+        : "The text appears here as chunks are transcribed.";
     box.append(h("span", { class: "transcript-placeholder" }, msg));
   } else if (!FINISHED.has(job.state)) {
     box.append(h("span", { class: "transcript-pending", "aria-hidden": "true" }, " …"));
@@ -660,6 +668,76 @@ function recordError(message) {
   $("record-error").textContent = message || "";
 }
 
+/** "Recording 2026-11-24 10:31", in the browser's own time. */
+function recordingName() {
+  const now = new Date();
+  const two = (n) => String(n).padStart(2, "0");
+  return `Recording ${now.getFullYear()}-${two(now.getMonth() + 1)}-${two(now.getDate())} ${two(now.getHours())}:${two(now.getMinutes())}`;
+}
+
+function recordingEnded() {
+  state.recording = null;
+  setRecordingUi(false);
+  setLevel(0);
+}
+
+/** Stop at the longest recording the server accepts. */
+function tick(recording, seconds) {
+  $("elapsed").textContent = clock(seconds);
+  if (seconds >= limit("maxDurationS")) {
+    $("record-status").textContent = "Stopped at the longest recording the server accepts.";
+    recording.stop();
+  }
+}
+
+/** Live: the job opens at once and its transcript grows while the user speaks. */
+function liveRecording() {
+  const recording = new LiveRecording({
+    onLevel: setLevel,
+    onTick: (seconds) => tick(recording, seconds),
+    describe: errorMessage,
+    onEnded: ({ seconds, error }) => {
+      recordingEnded();
+      if (error) {
+        $("record-status").textContent = `The recording stopped after ${clock(seconds)}; the text so far is kept.`;
+        recordError(error);
+      } else {
+        $("record-status").textContent = `Recorded ${clock(seconds)}: the last words are being transcribed.`;
+      }
+    },
+  });
+  return recording;
+}
+
+/** The fallback (no AudioWorklet): MediaRecorder, uploaded when the user stops. */
+function uploadedRecording() {
+  const recording = new Recording({
+    onLevel: setLevel,
+    onTick: (seconds) => tick(recording, seconds),
+    onEnded: (blob, seconds) => {
+      recordingEnded();
+      if (!blob.size) {
+        $("record-status").textContent = "Nothing was recorded.";
+        return;
+      }
+      const file = new File([blob], `recording.${extensionFor(blob.type)}`, { type: blob.type });
+      $("record-status").textContent = `Recorded ${clock(seconds)}; sending it for transcription…`;
+      upload(file, {
+        name: recordingName(),
+        open: true,
+        onDone: (jobId, error) => {
+          if (jobId) $("record-status").textContent = `Sent the ${clock(seconds)} recording: its transcript is shown as it comes in.`;
+          else {
+            $("record-status").textContent = "The recording was not accepted.";
+            recordError(error);
+          }
+        },
+      });
+    },
+  });
+  return recording;
+}
+
 async function toggleRecording() {
   if (state.recording) {
     state.recording.stop();
@@ -674,47 +752,20 @@ async function toggleRecording() {
   const button = $("record");
   button.disabled = true;
   $("record-status").textContent = "Waiting for permission to use the microphone…";
-  const recording = new Recording({
-    onLevel: setLevel,
-    onTick: (seconds) => {
-      $("elapsed").textContent = clock(seconds);
-      if (seconds >= limit("maxDurationS")) {
-        $("record-status").textContent = "Stopped at the longest recording the server accepts.";
-        recording.stop();
-      }
-    },
-    onEnded: (blob, seconds) => {
-      state.recording = null;
-      setRecordingUi(false);
-      setLevel(0);
-      if (!blob.size) {
-        $("record-status").textContent = "Nothing was recorded.";
-        return;
-      }
-      const stamp = new Date().toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-      const name = `Recording ${stamp}`;
-      const file = new File([blob], `recording.${extensionFor(blob.type)}`, { type: blob.type });
-      $("record-status").textContent = `Recorded ${clock(seconds)}; sending it for transcription…`;
-      upload(file, {
-        name,
-        open: true,
-        onDone: (jobId, error) => {
-          if (jobId) $("record-status").textContent = `Sent the ${clock(seconds)} recording: its transcript is shown as it comes in.`;
-          else {
-            $("record-status").textContent = "The recording was not accepted.";
-            recordError(error);
-          }
-        },
-      });
-    },
-  });
+  const live = liveSupported();
+  const recording = live ? liveRecording() : uploadedRecording();
   try {
     $("level").dataset.peak = "0";
     $("elapsed").textContent = "0:00";
-    await recording.start();
+    const jobId = await recording.start(recordingName());
     state.recording = recording;
     setRecordingUi(true);
-    $("record-status").textContent = "Recording. Press Stop to send it for transcription.";
+    if (live) {
+      location.hash = `job=${encodeURIComponent(jobId)}`;
+      $("record-status").textContent = "Recording: the transcript appears as you speak. Press Stop to finish.";
+    } else {
+      $("record-status").textContent = "Recording. Press Stop to send it for transcription.";
+    }
   } catch (error) {
     $("record-status").textContent = "";
     recordError(explain(error));
@@ -730,6 +781,9 @@ function start() {
   $("record").addEventListener("click", toggleRecording);
   const reason = unsupportedReason();
   if (reason) $("record-status").textContent = reason;
+  else if (!liveSupported()) {
+    $("record-status").textContent = "Uses your microphone. The recording is sent for transcription when you press Stop.";
+  }
   setUpDropzone();
   $("copy").addEventListener("click", copyText);
   $("delete").addEventListener("click", deleteJob);

@@ -57,6 +57,7 @@ export function bytes(n) {
 }
 
 const STATE_LABELS = {
+  recording: "Recording",
   queued: "Queued",
   running: "Running",
   done: "Done",

@@ -1,5 +1,6 @@
-// Recording from the microphone: MediaRecorder for the audio (the server converts any format), an
-// AnalyserNode for the level meter. No ScriptProcessor: it drops blocks on a busy machine.
+// Recording from the microphone, the fallback: MediaRecorder for the audio (the server converts any
+// format), uploaded when the user stops; an AnalyserNode for the level meter. live-recorder.js is
+// what browsers with an AudioWorklet use. No ScriptProcessor: it drops blocks on a busy machine.
 
 const PREFERRED_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/webm", "audio/mp4"];
 
@@ -11,10 +12,46 @@ export function unsupportedReason() {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     return "This browser cannot use a microphone. You can still upload files.";
   }
-  if (typeof window.MediaRecorder === "undefined") {
+  if (typeof window.MediaRecorder === "undefined" && typeof window.AudioWorkletNode === "undefined") {
     return "This browser cannot record audio. You can still upload files.";
   }
   return "";
+}
+
+/** The microphone, as both recorders ask for it: the raw signal, for the VAD and the engines. */
+export function openMicrophone() {
+  return navigator.mediaDevices.getUserMedia({
+    audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+  });
+}
+
+/**
+ * The level meter: `onLevel(level)` with 0..1 about 20 times a second, from `source` in `context`.
+ * Returns the interval to clear.
+ */
+export function startMeter(context, source, onLevel) {
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 2048;
+  source.connect(analyser);
+  const samples = new Float32Array(analyser.fftSize);
+  return setInterval(() => {
+    analyser.getFloatTimeDomainData(samples);
+    let sum = 0;
+    for (const x of samples) sum += x * x;
+    const rms = Math.sqrt(sum / samples.length);
+    // -60 dBFS and below show as empty, 0 dBFS as full.
+    onLevel(rms > 0 ? Math.min(1, Math.max(0, (20 * Math.log10(rms) + 60) / 60)) : 0);
+  }, 50);
+}
+
+/** Stop a recorder's meter (`timer`), microphone (`stream`) and audio graph (`context`), and forget them. */
+export function release(recorder) {
+  clearInterval(recorder.timer);
+  if (recorder.stream) for (const track of recorder.stream.getTracks()) track.stop();
+  if (recorder.context) recorder.context.close().catch(() => {});
+  recorder.timer = null;
+  recorder.stream = null;
+  recorder.context = null;
 }
 
 /** A user-facing sentence for a getUserMedia or MediaRecorder failure. */
@@ -66,9 +103,7 @@ export class Recording {
 
   /** Ask for the microphone and start. Rejects with the browser's error (see `explain`). */
   async start() {
-    this.stream = await navigator.mediaDevices.getUserMedia({
-      audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-    });
+    this.stream = await openMicrophone();
     try {
       this.#startMeter();
       const type = pickType();
@@ -100,20 +135,10 @@ export class Recording {
     const Context = window.AudioContext || window.webkitAudioContext;
     this.context = new Context();
     this.context.resume().catch(() => {});
-    const analyser = this.context.createAnalyser();
-    analyser.fftSize = 2048;
-    this.context.createMediaStreamSource(this.stream).connect(analyser);
-    const samples = new Float32Array(analyser.fftSize);
-    this.timer = setInterval(() => {
-      analyser.getFloatTimeDomainData(samples);
-      let sum = 0;
-      for (const x of samples) sum += x * x;
-      const rms = Math.sqrt(sum / samples.length);
-      // -60 dBFS and below show as empty, 0 dBFS as full.
-      const level = rms > 0 ? Math.min(1, Math.max(0, (20 * Math.log10(rms) + 60) / 60)) : 0;
+    this.timer = startMeter(this.context, this.context.createMediaStreamSource(this.stream), (level) => {
       this.onLevel(level);
       this.onTick(this.seconds);
-    }, 50);
+    });
   }
 
   #finish() {
@@ -125,11 +150,6 @@ export class Recording {
   }
 
   #release() {
-    clearInterval(this.timer);
-    this.timer = null;
-    if (this.stream) for (const track of this.stream.getTracks()) track.stop();
-    if (this.context) this.context.close().catch(() => {});
-    this.stream = null;
-    this.context = null;
+    release(this);
   }
 }
