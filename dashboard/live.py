@@ -219,5 +219,5 @@ class LiveSessions:
                 if self._dirty:
                     self._dirty = False
                     continue
-                wait = self.settings.idle_s if deadline is None else max(0.0, deadline - self.clock())
-                self._cond.wait(min(wait, self.settings.idle_s) or 0.01)
+                # no session: wait until one starts (touched); else until the earliest deadline
+                self._cond.wait(None if deadline is None else max(0.01, deadline - self.clock()))
