@@ -21,7 +21,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from dashboard.events import EventFanout
-from dashboard.live import LiveSessions, LiveSettings
+from dashboard.live import LiveSessions, LiveSettings, live_vad
 from dashboard.ratelimit import RateLimit
 from dashboard.settings import DashboardSettings
 from hub.service import Hub
@@ -58,7 +58,8 @@ def create_app(settings: DashboardSettings, hub: Hub, clock: Callable[[], float]
         settings, hub, events,
         uploads=RateLimit(settings.upload_rate, clock=clock),
         logins=RateLimit(settings.login_attempts, clock=clock),
-        live=LiveSessions(hub, LiveSettings(settings.max_duration_s, settings.live_idle_s), clock=clock),
+        live=LiveSessions(hub, LiveSettings(settings.max_duration_s, settings.live_idle_s,
+                                            live_vad(hub.settings.chunking)), clock=clock),
     )
 
     from dashboard import api, auth, pages  # the blueprints reach the dashboard through current()

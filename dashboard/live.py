@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pydub import AudioSegment
 
 from hub.audio import SAMPLE_RATE
+from hub.chunking import ChunkingSettings
 from hub.jobs import Job
 from hub.service import Hub, StreamClosed
 from hub.vad import FRAME_BYTES, Segmenter, Utterance, VadSettings
@@ -117,6 +118,12 @@ class LiveSession:
         self.hub.close_stream(self.job)
         _LOGGER.info("live recording %s ended after %.1f s of audio: %s", self.job.id, self.received / BYTES_PER_S, why)
         return True
+
+
+def live_vad(chunking: ChunkingSettings) -> VadSettings:
+    """``hub listen``'s VAD defaults, with utterances cut as the hub's chunks may be long
+    (``--max-chunk``, ``--chunk-overlap``), as :func:`hub.listen.listen_settings` does."""
+    return VadSettings(max_utterance_s=min(VadSettings.max_utterance_s, chunking.max_s), overlap_s=chunking.overlap_s)
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,23 @@ def test_the_transcript_grows_while_the_browser_records(dash, client, speech):
     assert client.post(f"/api/live/{job_id}/end").status_code == 200  # ending twice is harmless
 
 
+def test_speech_longer_than_a_chunk_is_cut_with_overlap(dash, client, corpus):
+    """Speech without a pause past the hub's --max-chunk (10 s here) goes as pieces that overlap."""
+    app, hub = dash
+    audio = pcm(corpus["jfk"][0]) + pcm(corpus["lhotse_2412-153948-0000"][0]) + PAUSE  # 22.7 s of speech
+    job_id = start(client)
+    for offset in range(0, len(audio), BLOCK):
+        assert send(client, job_id, offset, audio[offset:offset + BLOCK]).status_code == 204
+    chunks = hub.job(job_id).chunks
+    assert len(chunks) >= 3 and all(c.spec.end_ms - c.spec.start_ms <= 10_000 for c in chunks), [c.spec for c in chunks]
+    overlap = chunks[0].spec.tail_ms  # the hub's --chunk-overlap (0.5 s here), in whole 30 ms frames
+    assert abs(overlap - hub.settings.chunking.overlap_s * 1000) < 30 and chunks[1].spec.lead_ms == overlap
+    assert client.post(f"/api/live/{job_id}/end").status_code == 200
+    finished(hub, job_id)
+    body = client.get(f"/api/jobs/{job_id}").json
+    assert body["state"] == "done" and "country" in body["text"] and "native country" in body["text"], body["text"]
+
+
 def test_refused_blocks(dash, client):
     app, hub = dash
     job_id = start(client)
