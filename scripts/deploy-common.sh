@@ -98,10 +98,10 @@ arch_check() {
     case "$arch" in
         amd64|x86_64|arm64|aarch64) log "architecture $arch: supported" ;;
         armhf|armel|armv7l|armv6l)
-            log "architecture $arch (32-bit ARM): pocketsphinx 5.1.1 has no wheel for it on PyPI."
-            log "  pip will build it from source: that needs a compiler, cmake and the Python headers"
-            log "  (apt: build-essential cmake python3-dev, installed below unless --skip-apt) and takes a"
-            log "  long time on a Pi. Otherwise use another engine (--engine vosk, whose wheel covers armv7,"
+            log "architecture $arch (32-bit ARM): pocketsphinx 5.1.1 and cffi have no wheel for it on PyPI."
+            log "  pip will build them from source: that needs a compiler, cmake, the Python and libffi headers"
+            log "  (apt: build-essential cmake python3-dev libffi-dev, installed below unless --skip-apt) and takes"
+            log "  a long time (about 10 min under emulation, docs/arm64.md). Otherwise use another engine (--engine vosk, whose wheel covers armv7,"
             log "  or google), or install 64-bit Raspberry Pi OS (arm64), which has wheels."
             ARM32=1 ;;
         *) log "architecture $arch: untested; wheels may be missing" ;;
