@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydub import AudioSegment
 
 from hub.audio import SAMPLE_RATE
 from hub.chunking import ChunkingSettings
 from hub.jobs import Job
 from hub.service import Hub, StreamClosed
-from hub.vad import FRAME_BYTES, Segmenter, Utterance, VadSettings
+from hub.listen import append_utterance
+from hub.vad import Segmenter, Utterance, VadSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class DurationLimit(Ended):
 def append_utterances(hub: Hub, job: Job, utterances: list[Utterance]) -> None:
     """Hand each utterance to the stream, as :class:`hub.listen.ListenSession` does."""
     for u in utterances:
-        hub.append(job, u.spec, AudioSegment(u.audio, sample_width=2, frame_rate=SAMPLE_RATE, channels=1))
+        append_utterance(hub, job, u)
 
 
 class LiveSession:
@@ -67,7 +67,6 @@ class LiveSession:
         self._segmenter = segmenter
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._partial = bytearray()  # less than one frame, waiting for the next block
         self.received = 0  #: bytes of PCM taken so far: the next block's offset
         self.last_seen = now  #: clock time of the last request for this session
         self.ended = ""  #: why it ended; "" while open
@@ -90,14 +89,8 @@ class LiveSession:
                 self._end("it reached the longest recording allowed")
                 raise DurationLimit(f"the live recording reached the {self._max_bytes // BYTES_PER_S} s limit and has ended")
             self.received += len(new)
-            self._partial += new
-            utterances = []
-            whole = len(self._partial) - len(self._partial) % FRAME_BYTES
-            for start in range(0, whole, FRAME_BYTES):
-                utterances += self._segmenter.push(bytes(self._partial[start:start + FRAME_BYTES]))
-            del self._partial[:whole]
             try:
-                append_utterances(self.hub, self.job, utterances)
+                append_utterances(self.hub, self.job, self._segmenter.feed(new))
             except StreamClosed as exc:
                 self._end(str(exc))
                 raise Ended(f"the live recording {self.job.id} has ended ({exc})") from None

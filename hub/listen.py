@@ -30,10 +30,10 @@ from pydub import AudioSegment
 
 from hub.audio import SAMPLE_RATE, write_wav_at
 from hub.capture import CaptureSettings, DeviceError, DeviceLost, InputDevice, Microphone, open_microphone
-from hub.jobs import ChunkState, Job, JobState
+from hub.jobs import ChunkState, ChunkWork, Job, JobState
 from hub.service import Hub, StreamClosed
 from hub.transcript import clock, line, segments
-from hub.vad import FRAME_BYTES, VADS, FrameClassifier, Segmenter, Utterance, VadSettings
+from hub.vad import VADS, FrameClassifier, Segmenter, Utterance, VadSettings
 from protocol.cli import env_default
 
 _LOGGER = logging.getLogger(__name__)
@@ -137,7 +137,6 @@ class ListenSession:
     # -- the capture-segmenter thread --------------------------------------------------------
     def _run(self) -> None:
         assert self.job is not None
-        buffer = bytearray()
         try:
             while True:
                 mic = self._mic
@@ -153,12 +152,8 @@ class ListenSession:
                     break
                 if self.started is None:
                     self.started = self._clock()
-                buffer += pcm
-                while len(buffer) >= FRAME_BYTES:
-                    frame = bytes(buffer[:FRAME_BYTES])
-                    del buffer[:FRAME_BYTES]
-                    self._keep_audio(frame)
-                    self._send(self._segmenter.push(frame))
+                self._keep_audio(pcm)
+                self._send(self._segmenter.feed(pcm))
             self._send(self._segmenter.flush())
         except StreamClosed as exc:
             self.ended = str(exc)
@@ -174,9 +169,7 @@ class ListenSession:
     def _send(self, utterances: list[Utterance]) -> None:
         assert self.job is not None
         for u in utterances:
-            audio = AudioSegment(u.audio, sample_width=2, frame_rate=SAMPLE_RATE, channels=1)
-            chunk = self.hub.append(self.job, u.spec, audio)
-            self.appended[chunk.seq] = self._clock()
+            self.appended[append_utterance(self.hub, self.job, u).seq] = self._clock()
 
     def _device_lost(self, why: str) -> bool:
         """Log, keep the text so far, and open the device again if so configured. True to go on."""
@@ -220,6 +213,12 @@ class ListenSession:
             write_wav_at(self.settings.keep_audio, self._kept_samples, bytes(self._keep))
             self._kept_samples += len(self._keep) // 2
             self._keep.clear()
+
+
+def append_utterance(hub: Hub, job: Job, utterance: Utterance) -> ChunkWork:
+    """Hand one utterance to a stream job as its next chunk (raises :class:`~hub.service.StreamClosed`)."""
+    audio = AudioSegment(utterance.audio, sample_width=2, frame_rate=SAMPLE_RATE, channels=1)
+    return hub.append(job, utterance.spec, audio)
 
 
 class LinePrinter:

@@ -184,6 +184,7 @@ class Segmenter:
         self._lead = 0  # frames the current piece hears before its span (after a cut for length)
         self._speech = 0  # speech frames in the current utterance (all its pieces)
         self._tail: deque[bool] = deque(maxlen=self._end)  # the current utterance's last frames: speech?
+        self._pending = bytearray()  # PCM given to feed() that does not fill a frame yet
 
     @property
     def position_ms(self) -> int:
@@ -219,6 +220,16 @@ class Segmenter:
         if self._next - self._start >= self._max:
             return [self._cut_for_length()]
         return []
+
+    def feed(self, pcm: bytes) -> list[Utterance]:
+        """Take PCM of any length (16 kHz mono 16-bit); what does not fill a frame waits for the next call."""
+        self._pending += pcm
+        whole = len(self._pending) - len(self._pending) % FRAME_BYTES
+        out: list[Utterance] = []
+        for start in range(0, whole, FRAME_BYTES):
+            out += self.push(bytes(self._pending[start:start + FRAME_BYTES]))
+        del self._pending[:whole]
+        return out
 
     def flush(self) -> list[Utterance]:
         """The end of the stream: the utterance in progress, if it holds enough speech."""

@@ -80,6 +80,20 @@ def answer(hub: Hub, job_id: str, seq: int, text: str) -> None:
 
 
 # -- the segmenter ------------------------------------------------------------------------------
+def test_capture_vad_feed_takes_pcm_of_any_length_as_frames():
+    frames = silence(20) + tone_frames(40) + silence(30) + tone_frames(25, start=40) + silence(30)
+    by_frame = run_segmenter(Segmenter(VadSettings(end_silence_ms=600), classifier=loud), frames)
+    pcm = b"".join(frames)
+    seg = Segmenter(VadSettings(end_silence_ms=600), classifier=loud)
+    by_piece, at = [], 0
+    for size in (1, 959, 7, 4000, 2, 333):  # odd sizes, cutting frames and samples anywhere
+        by_piece += seg.feed(pcm[at:at + size])
+        at += size
+    by_piece += seg.feed(pcm[at:])
+    assert len(by_frame) == 2 and by_piece == by_frame
+    assert seg.position_ms == len(frames) * FRAME_MS
+
+
 def test_capture_vad_opens_with_pre_roll_and_closes_after_the_pause():
     seg = Segmenter(VadSettings(pad_ms=300, end_silence_ms=600), classifier=loud)
     frames = silence(20) + tone_frames(40) + silence(30)
