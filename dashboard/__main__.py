@@ -8,7 +8,8 @@ Without ``--broker`` a private Mosquitto and 2 local edge nodes start beside it,
 The web server is werkzeug's threaded server, one thread per request (docs/architecture.md says
 why). Ctrl-C or SIGTERM stops the web server, the event streams, the hub, the local nodes and the
 broker, in that order. With ``--listen`` the hub also transcribes a microphone of this machine
-(:mod:`hub.listen`), a live job like any other; Ctrl-C closes it first.
+(:mod:`hub.listen`), a live job like any other; Ctrl-C closes it first. With ``--inbox`` it also
+takes recordings dropped into ``STORE/inbox``, as ``hub serve`` does (:mod:`hub.inbox`).
 
 The login token comes from ``EDGESCRIBE_DASHBOARD_TOKEN``, ``--token-file`` or ``--token`` (which
 ``ps`` shows to every user); without one the dashboard refuses a ``--host`` beyond loopback.
@@ -37,6 +38,7 @@ from hub.launch import (
     Interrupted, NodeLog, StartError, add_hub_args, add_job_args, check_args, default_store_dir, hub_settings,
     local_hub, stop_on_signals,
 )
+from hub.inbox import Inbox
 from hub.listen import ListenSession, ListenSettings, add_capture_args, listen_settings
 from hub.service import HubSettings
 from protocol.cli import env_default, setup_logging
@@ -73,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
                             "without either there is no login, allowed only on a loopback --host)")
     login.add_argument("--token", help="the login token itself; every user of this machine sees it in ps: "
                                        "prefer --token-file or EDGESCRIBE_DASHBOARD_TOKEN")
+    parser.add_argument("--inbox", action="store_true", default=env_default("--inbox", "") not in ("", "0"),
+                        help="also transcribe recordings dropped into STORE/inbox, as hub serve does (env "
+                             "EDGESCRIBE_INBOX=1; docs/operations.md)")
     parser.add_argument("--listen", action="store_true",
                         help="also transcribe from a microphone on this machine, shown live as a job (docs/capture.md)")
     add_capture_args(parser)
@@ -130,10 +135,16 @@ def _run(args: argparse.Namespace, local: int, settings: DashboardSettings, hub_
          listen: ListenSettings | None) -> int:
     try:
         with local_hub(args, local, hub_settings, name="dashboard") as (hub, cluster):
+            # the inbox's job listener comes first: done/<name>.txt is written before the page hears "done"
+            inbox = Inbox(hub, settings.store_dir, max_duration_s=settings.max_duration_s) if args.inbox else None
             app = create_app(settings, hub)
             try:
                 hub.add_node_listener(NodeLog())
+                if inbox is not None:
+                    inbox.export_missing()  # before the hub resumes its jobs, as hub serve does
                 hub.start()
+                if inbox is not None:
+                    inbox.start()
                 try:
                     server = make_server(settings.host, settings.port, app, threaded=True)
                 except OSError as exc:  # taken since the check
@@ -146,6 +157,9 @@ def _run(args: argparse.Namespace, local: int, settings: DashboardSettings, hub_
                 print(f"  hub {hub.hub_id}, broker {hub.settings.broker}, {local} local edge node(s), "
                       f"store {settings.store_dir}. Ctrl-C stops everything.", file=sys.stderr)
                 print(f"  {settings.redacted()}", file=sys.stderr, flush=True)
+                if inbox is not None:
+                    print(f"  transcribing what is dropped into {settings.store_dir / 'inbox'} "
+                          f"-> {settings.store_dir / 'done'}", file=sys.stderr, flush=True)
                 session = ListenSession(hub, listen) if listen is not None else None
                 try:
                     if session is not None:
@@ -165,6 +179,8 @@ def _run(args: argparse.Namespace, local: int, settings: DashboardSettings, hub_
                     server.shutdown()
                     server.server_close()
             finally:
+                if inbox is not None:
+                    inbox.stop()
                 close_app(app)
     except StartError as exc:
         print(f"dashboard: {exc}", file=sys.stderr)

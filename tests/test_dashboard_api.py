@@ -32,6 +32,7 @@ from dashboard.events import Event, EventFanout
 from dashboard.settings import DashboardSettings
 from hub.procs import wait_gone
 from hub.service import Hub
+from tests.conftest import DATA
 from tests.chainkit import processes_tagged, start_hub, start_nodes, tagged_env, unique_prefix, wait_online, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -358,6 +359,48 @@ def test_python_m_dashboard_serves_and_sigterm_stops_everything(tmp_path):
             assert json.load(response) == {"jobs": []}
         started = processes_tagged(tag) - {proc.pid}
         assert len(started) >= 2  # the broker and the node (and its engine process)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert wait_gone(processes_tagged(tag), 10) == set()
+
+
+def test_python_m_dashboard_with_inbox_transcribes_a_dropped_file(tmp_path):
+    """--inbox: a recording renamed into STORE/inbox becomes a job of the page and done/jfk.wav.txt."""
+    tag = unique_prefix()
+    store = tmp_path / "store"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dashboard", "--local-nodes", "1", "--port", "0", "--store", str(store), "--inbox"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=tagged_env(tag),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        url, watching = "", False
+        while not (url and watching):
+            assert time.monotonic() < deadline
+            line = proc.stderr.readline()
+            assert line, f"the dashboard exited early: {proc.wait()}"
+            if line.startswith("edgescribe dashboard: "):
+                url = line.split(": ", 1)[1].strip()
+            watching = watching or f"dropped into {store / 'inbox'}" in line
+        with urllib.request.urlopen(url + "api/events", timeout=120) as events:  # the page's own live updates
+            hidden = store / "inbox" / ".jfk.wav"  # written under a hidden name, then renamed: taken whole
+            hidden.write_bytes((DATA / "jfk.wav").read_bytes())
+            hidden.rename(store / "inbox" / "jfk.wav")
+            for raw in events:  # bounded by the socket timeout
+                line = raw.decode("utf-8")
+                if line.startswith("data: {") and '"name":"jfk.wav"' in line and '"state":"done"' in line:
+                    break
+            else:
+                pytest.fail("the event stream ended before the dropped file was done")
+        done = store / "done" / "jfk.wav.txt"
+        assert "country" in done.read_text(encoding="utf-8")
+        assert not (store / "inbox" / "jfk.wav").exists()
+        with urllib.request.urlopen(url + "api/jobs", timeout=10) as response:
+            jobs = json.load(response)["jobs"]
+        assert [(j["name"], j["state"]) for j in jobs] == [("jfk.wav", "done")]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
     finally:
