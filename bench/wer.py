@@ -9,6 +9,7 @@ as errors.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import jiwer
 
@@ -54,6 +55,8 @@ def ordinal_words(n: int) -> str:
 
 
 def normalise(text: str) -> str:
+    # letters with accents keep their letter ("Lübeck" is "lubeck", not "l beck")
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     text = text.lower().replace("-", " ")
     text = re.sub(r"(\d),(\d)", r"\1\2", text)
     text = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", lambda m: " " + ordinal_words(int(m.group(1))) + " ", text)

@@ -15,6 +15,7 @@ from bench.wer import boundary_errors, normalise, ordinal_words, wer, word_error
         ("in 1455, Mr. Smith", "in fourteen fifty five mister smith"),
         ("1,000 well-known", "one thousand well known"),
         ("It's done.", "its done"),
+        ("Printed at Lübeck, a café in Malmö", "printed at lubeck a cafe in malmo"),
     ],
 )
 def test_normalise(text: str, expected: str) -> None:
