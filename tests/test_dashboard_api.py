@@ -340,25 +340,27 @@ def test_help_and_one_line_errors(tmp_path):
         assert proc.returncode == 2 and proc.stderr == f"dashboard: port {port} on 127.0.0.1 is taken; choose another with --port\n"
 
 
-def test_python_m_dashboard_serves_and_sigterm_stops_everything(tmp_path):
+@contextmanager
+def dashboard_process(store: Path, *flags: str, ready: str = "") -> Iterator[tuple[subprocess.Popen, str, str]]:
+    """``python -m dashboard`` with one local node on a free port, as ``(process, its URL, its tag)``
+    once it has printed its URL (and a line containing ``ready``, if given). On leaving, SIGTERM must
+    stop it with exit code 0 and leave nothing it started running."""
     tag = unique_prefix()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dashboard", "--local-nodes", "1", "--port", "0", "--store", str(tmp_path / "store")],
+        [sys.executable, "-m", "dashboard", "--local-nodes", "1", "--port", "0", "--store", str(store), *flags],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=tagged_env(tag),
     )
     try:
         deadline = time.monotonic() + 60
-        url = ""
-        while not url:
+        url, seen = "", not ready
+        while not (url and seen):
             assert time.monotonic() < deadline
             line = proc.stderr.readline()
             assert line, f"the dashboard exited early: {proc.wait()}"
             if line.startswith("edgescribe dashboard: "):
                 url = line.split(": ", 1)[1].strip()
-        with urllib.request.urlopen(url + "api/jobs", timeout=10) as response:
-            assert json.load(response) == {"jobs": []}
-        started = processes_tagged(tag) - {proc.pid}
-        assert len(started) >= 2  # the broker and the node (and its engine process)
+            seen = seen or ready in line
+        yield proc, url, tag
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
     finally:
@@ -367,24 +369,18 @@ def test_python_m_dashboard_serves_and_sigterm_stops_everything(tmp_path):
     assert wait_gone(processes_tagged(tag), 10) == set()
 
 
+def test_python_m_dashboard_serves_and_sigterm_stops_everything(tmp_path):
+    with dashboard_process(tmp_path / "store") as (proc, url, tag):
+        with urllib.request.urlopen(url + "api/jobs", timeout=10) as response:
+            assert json.load(response) == {"jobs": []}
+        started = processes_tagged(tag) - {proc.pid}
+        assert len(started) >= 2  # the broker and the node (and its engine process)
+
+
 def test_python_m_dashboard_with_inbox_transcribes_a_dropped_file(tmp_path):
     """--inbox: a recording renamed into STORE/inbox becomes a job of the page and done/jfk.wav.txt."""
-    tag = unique_prefix()
     store = tmp_path / "store"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dashboard", "--local-nodes", "1", "--port", "0", "--store", str(store), "--inbox"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=tagged_env(tag),
-    )
-    try:
-        deadline = time.monotonic() + 60
-        url, watching = "", False
-        while not (url and watching):
-            assert time.monotonic() < deadline
-            line = proc.stderr.readline()
-            assert line, f"the dashboard exited early: {proc.wait()}"
-            if line.startswith("edgescribe dashboard: "):
-                url = line.split(": ", 1)[1].strip()
-            watching = watching or f"dropped into {store / 'inbox'}" in line
+    with dashboard_process(store, "--inbox", ready=f"dropped into {store / 'inbox'}") as (_, url, _):
         with urllib.request.urlopen(url + "api/events", timeout=120) as events:  # the page's own live updates
             hidden = store / "inbox" / ".jfk.wav"  # written under a hidden name, then renamed: taken whole
             hidden.write_bytes((DATA / "jfk.wav").read_bytes())
@@ -401,9 +397,3 @@ def test_python_m_dashboard_with_inbox_transcribes_a_dropped_file(tmp_path):
         with urllib.request.urlopen(url + "api/jobs", timeout=10) as response:
             jobs = json.load(response)["jobs"]
         assert [(j["name"], j["state"]) for j in jobs] == [("jfk.wav", "done")]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert wait_gone(processes_tagged(tag), 10) == set()
