@@ -65,13 +65,20 @@ def _discard_body() -> None:
         pass
 
 
+def _over_upload_rate(dash: Dashboard) -> ResponseReturnValue | None:
+    """Count an upload (or a live recording's start) for the client; 429 if it is over its rate."""
+    wait = dash.uploads.take(client_address())
+    if not wait:
+        return None
+    _discard_body()
+    return too_many(wait, "uploads")
+
+
 @bp.post("/jobs")
 def create_job() -> ResponseReturnValue:
     dash = current()
-    wait = dash.uploads.take(client_address())
-    if wait:
-        _discard_body()
-        return too_many(wait, "uploads")
+    if (refused := _over_upload_rate(dash)) is not None:
+        return refused
     upload = request.files.get("audio")  # over MAX_CONTENT_LENGTH: 413, answered by the app's handler
     if upload is None:
         return _error(400, "no file in the form field 'audio'")
@@ -98,10 +105,8 @@ def create_job() -> ResponseReturnValue:
 def start_live() -> ResponseReturnValue:
     """A live recording: a stream job that grows while the browser sends its audio."""
     dash = current()
-    wait = dash.uploads.take(client_address())  # a session counts as one upload; its blocks do not
-    if wait:
-        _discard_body()
-        return too_many(wait, "uploads")
+    if (refused := _over_upload_rate(dash)) is not None:  # a session counts as one upload; its blocks do not
+        return refused
     body = request.get_json(silent=True) if request.content_length else None
     given = body.get("name") if isinstance(body, dict) else None
     name = _clean_name(given) if isinstance(given, str) else ""
