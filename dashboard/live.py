@@ -21,12 +21,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-
 from hub.audio import SAMPLE_RATE
 from hub.chunking import ChunkingSettings
 from hub.jobs import Job
-from hub.service import Hub, StreamClosed
 from hub.listen import append_utterance
+from hub.service import Hub, StreamClosed
 from hub.vad import Segmenter, Utterance, VadSettings
 
 _LOGGER = logging.getLogger(__name__)
