@@ -14,12 +14,16 @@ once:
    punctuation aside), their times agree within ``tolerance_s``, and each is
    the other's nearest such word in time: "the" said twice a second apart is
    two words, and in a run of repeats each pairs with its own reading.
-3. The junction is the matched pair nearest the cut, the middle of the overlap,
-   where both chunks heard the audio with context on both sides. The earlier
-   chunk's words up to and including that word are kept, then the later
-   chunk's words after it. No word of the overlap is dropped or doubled as
-   long as both chunks heard it: before the junction it comes from the
-   earlier chunk, after it from the later one.
+3. The junction is one of the matched pairs. The earlier chunk's words up to
+   and including that word are kept, then the later chunk's words after it.
+   No word of the overlap is dropped or doubled as long as both chunks heard
+   it: before the junction it comes from the earlier chunk, after it from the
+   later one. Between two matched pairs the chunks may disagree (one garbled
+   a word the other heard). Where the engine gave word confidences, the
+   junction is the pair that keeps the more confident reading of those
+   stretches (the largest total confidence kept). Otherwise, and on a tie, it
+   is the pair nearest the cut, the middle of the overlap, where both chunks
+   heard the audio with context on both sides.
 4. Without a single agreeing pair (one side heard nothing, or nothing alike),
    the cut itself is the junction: each word goes to the chunk whose own span
    holds its midpoint.
@@ -41,6 +45,7 @@ class Timed(NamedTuple):
     start_s: float
     end_s: float
     text: str
+    confidence: float | None = None  #: the engine's 0-1 estimate, where it gives one
 
     @property
     def mid_s(self) -> float:
@@ -50,6 +55,35 @@ class Timed(NamedTuple):
 def spelling(word: str) -> str:
     """A word's comparable form: lower case, letters, digits and apostrophes only."""
     return re.sub(r"[^\w']+", "", word.lower())
+
+
+#: The confidence of a reading with no words in a stretch where the other chunk heard some: as likely right as wrong.
+_EMPTY_READING = 0.5
+
+
+def _reading(words: Sequence[Timed]) -> float | None:
+    """A chunk's confidence in its reading of a stretch: the mean of its words', None if any is unknown."""
+    if not words:
+        return _EMPTY_READING
+    if any(w.confidence is None for w in words):
+        return None
+    return sum(w.confidence or 0.0 for w in words) / len(words)
+
+
+def _confidence_gain(earlier: Sequence[Timed], later: Sequence[Timed], chain: list[tuple[int, int, float]]) -> list[float]:
+    """For a junction at each matched pair, the confidence kept beyond joining at the first pair.
+
+    Between consecutive pairs, a junction after the stretch keeps the earlier
+    chunk's reading of it, one before keeps the later chunk's. Stretches where
+    a confidence is unknown, or the pairs cross, count for nothing.
+    """
+    gain = [0.0]
+    for (i1, j1, _), (i2, j2, _) in zip(chain, chain[1:]):
+        mine = _reading(earlier[i1 + 1:i2])
+        theirs = _reading(later[j1 + 1:j2]) if j2 > j1 else None
+        step = mine - theirs if mine is not None and theirs is not None else 0.0
+        gain.append(round(gain[-1] + step, 6))
+    return gain
 
 
 def join(
@@ -80,7 +114,10 @@ def join(
         nearest_for_b[j] = min(nearest_for_b.get(j, (gap, i)), (gap, i))
     same_word = [(i, j, gap) for i, j, gap in pairs if nearest_for_a[i][1] == j and nearest_for_b[j][1] == i]
     if same_word:
-        i, j, _ = min(same_word, key=lambda p: (abs(earlier[head + p[0]].mid_s - cut_s), p[2]))
+        chain = sorted(same_word)
+        gain = _confidence_gain(earlier[head:], tail, chain)
+        k = min(range(len(chain)), key=lambda k: (-gain[k], abs(earlier[head + chain[k][0]].mid_s - cut_s), chain[k][2]))
+        i, j, _ = chain[k]
         return head + i + 1, j + 1
     keep = sum(1 for w in earlier if w.mid_s < cut_s)
     skip = sum(1 for w in later if w.mid_s < cut_s)

@@ -1,7 +1,7 @@
 """Putting chunk results back together, in sequence order, and writing them out.
 
 Formats: plain text, JSON (segments with times, node, engine, and word times
-where the engine gives them), SRT and WebVTT. A chunk whose engine timed its
+and confidences where the engine gives them), SRT and WebVTT. A chunk whose engine timed its
 text becomes one segment per timed span, moved from chunk time to recording
 time; otherwise the chunk is one segment.
 A chunk that failed leaves a visible gap, ``[gap 01:20-01:40: reason]``, with
@@ -34,6 +34,7 @@ class Segment:
     reason: str = ""
     seconds: float = 0.0  #: processing time on the node
     words: tuple[Word, ...] = ()  #: word times in the recording, where the engine gives them
+    confidence: float | None = None  #: 0-1: the engine's for the span, else the mean of its words'; None if unknown
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,10 @@ def _heard(chunk: ChunkWork) -> list[_Heard]:
     out = []
     for index, span in enumerate(spans):
         if span.words:
-            out += [_Heard(Timed(_place(chunk, w.start_s), _place(chunk, w.end_s), w.text), index, True) for w in span.words]
+            out += [
+                _Heard(Timed(_place(chunk, w.start_s), _place(chunk, w.end_s), w.text, w.confidence), index, True)
+                for w in span.words
+            ]
             continue
         texts = span.text.split()
         step = (span.end_s - span.start_s) / max(1, len(texts))
@@ -112,14 +116,20 @@ def segments(job: Job) -> list[Segment]:
             trimmed = {h.span for h in words[:first] + words[stop:]}
             for index, group in groupby(words[first:stop], key=lambda h: h.span):  # words come in span order
                 mine = list(group)
-                timed = tuple(Word(h.word.start_s, h.word.end_s, h.word.text) for h in mine if h.timed)
+                timed = tuple(Word(*h.word) for h in mine if h.timed)
+                span = r.spans[index] if r.spans else None
                 if index in trimmed:  # part of it belongs to a neighbour: only the words kept here
                     text = " ".join(h.word.text for h in mine)
-                    out.append(Segment(chunk.seq, mine[0].word.start_s, mine[-1].word.end_s, text=text, words=timed, **about))
-                elif r.spans:
-                    span = r.spans[index]
+                    sure = mean_confidence(timed, span.confidence if span else None)
                     out.append(
-                        Segment(chunk.seq, _place(chunk, span.start_s), _place(chunk, span.end_s), text=span.text, words=timed, **about)
+                        Segment(chunk.seq, mine[0].word.start_s, mine[-1].word.end_s, text=text, words=timed, confidence=sure, **about)
+                    )
+                elif span is not None:
+                    out.append(
+                        Segment(
+                            chunk.seq, _place(chunk, span.start_s), _place(chunk, span.end_s), text=span.text, words=timed,
+                            confidence=span.confidence if span.confidence is not None else mean_confidence(timed), **about,
+                        )
                     )
                 else:
                     out.append(Segment(**base, text=r.text, **about))
@@ -128,6 +138,14 @@ def segments(job: Job) -> list[Segment]:
         else:
             out.append(Segment(**base, status="pending"))
     return out
+
+
+def mean_confidence(words: tuple[Word, ...], fallback: float | None = None) -> float | None:
+    """The mean of the words' confidences when every word has one, else ``fallback``."""
+    values = [w.confidence for w in words]
+    if not values or any(v is None for v in values):
+        return fallback
+    return round(sum(v for v in values if v is not None) / len(values), 3)
 
 
 def clock(seconds: float, sep: str = ".", hours: bool = False) -> str:

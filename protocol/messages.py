@@ -54,6 +54,7 @@ class Word:
     start_s: float
     end_s: float
     text: str
+    confidence: float | None = None  #: 0-1, the engine's own estimate that the word is right; None if it gives none
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Span:
     end_s: float
     text: str
     words: tuple[Word, ...] = ()  #: empty when the engine gives no word times
+    confidence: float | None = None  #: 0-1, the engine's estimate for the span as a whole; None if it gives none
 
 
 def _spans(value: Any) -> tuple[Span, ...]:
@@ -87,9 +89,17 @@ def _spans(value: Any) -> tuple[Span, ...]:
             if not isinstance(w, dict):
                 raise ProtocolError("a word must be an object")
             g = Fields(w)
-            timed.append(Word(g.number("start_s", 0.0, _MAX_CHUNK_S), g.number("end_s", 0.0, _MAX_CHUNK_S), g.text("text", 200)))
+            timed.append(
+                Word(
+                    g.number("start_s", 0.0, _MAX_CHUNK_S), g.number("end_s", 0.0, _MAX_CHUNK_S), g.text("text", 200),
+                    g.optional_number("confidence", 0.0, 1.0),
+                )
+            )
         spans.append(
-            Span(f.number("start_s", 0.0, _MAX_CHUNK_S), f.number("end_s", 0.0, _MAX_CHUNK_S), f.text("text", MAX_TEXT_CHARS, ""), tuple(timed))
+            Span(
+                f.number("start_s", 0.0, _MAX_CHUNK_S), f.number("end_s", 0.0, _MAX_CHUNK_S), f.text("text", MAX_TEXT_CHARS, ""),
+                tuple(timed), f.optional_number("confidence", 0.0, 1.0),
+            )
         )
     return tuple(spans)
 

@@ -69,6 +69,10 @@ def test_local_nodes_transcribe_and_leave_nothing_running(corpus):
     assert [d["name"] for d in docs] == [a.name, b.name]
     assert wer(ref_a, docs[0]["text"]) < 0.35 and wer(ref_b, docs[1]["text"]) < 0.35
     assert all(s["status"] == "ok" for d in docs for s in d["segments"])
+    # PocketSphinx's word posteriors reach the JSON transcript, each segment with their mean
+    words = [w for d in docs for s in d["segments"] for w in s["words"]]
+    assert words and all(0.0 <= w["confidence"] <= 1.0 for w in words) and len({w["confidence"] for w in words}) > 3
+    assert all(s["confidence"] is not None for d in docs for s in d["segments"])
     assert "2/" in proc.stderr or "1/1 chunks, done" in proc.stderr  # progress went to stderr
     assert processes_tagged(tag) == set()
 

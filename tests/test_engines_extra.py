@@ -71,6 +71,16 @@ def test_vosk_without_the_package_says_how_to_install_it(monkeypatch):
         create_engine("vosk", "/some/model")
 
 
+def test_vosk_results_keep_kaldis_word_confidences():
+    from edge_node.engines.vosk import _span
+
+    said = '{"result": [{"conf": 1.0, "end": 0.9, "start": 0.42, "word": "ask"}, {"conf": 0.53, "end": 1.2, "start": 0.9, "word": "not"}],' \
+        ' "text": "ask not"}'
+    span = _span(said)
+    assert span is not None and [(w.text, w.confidence) for w in span.words] == [("ask", 1.0), ("not", 0.53)]
+    assert _span('{"result": [{"end": 1.0, "start": 0.5, "word": "x"}], "text": "x"}').words[0].confidence is None
+
+
 @pytest.fixture(scope="module")
 def vosk_engine():
     model = os.environ.get("EDGESCRIBE_VOSK_MODEL", "")
@@ -98,6 +108,7 @@ def test_vosk_times_its_words_and_hears_no_speech_in_silence(vosk_engine, corpus
     times = [t for w in words for t in (w.start_s, w.end_s)]
     assert times == sorted(times) and 0 <= times[0] and times[-1] <= 11.5
     assert all(t == round(t, 2) for t in times)
+    assert all(w.confidence is not None and 0.0 <= w.confidence <= 1.0 for w in words)
     with pytest.raises(NoSpeech):
         vosk_engine.transcribe(sr.AudioData(bytes(2 * 16000 * 2), 16000, 2))
 
@@ -146,11 +157,21 @@ def test_google_outcomes_with_the_web_call_replaced(monkeypatch):
             return text
         return fake
 
-    monkeypatch.setattr(engine._recognizer, "recognize_google", answer("ask not what your country can do"))
+    said = "ask not what your country can do"
+    best = {"transcript": said, "confidence": 0.91}
+    monkeypatch.setattr(engine._recognizer, "recognize_google", answer({"alternative": [best, {"transcript": "ask knot"}], "final": True}))
     text, spans = engine.transcribe_timed(audio)
-    assert text == "ask not what your country can do"
-    assert [(s.start_s, s.end_s, s.text, s.words) for s in spans] == [(0.0, 2.5, text, ())]
+    assert text == said
+    assert [(s.start_s, s.end_s, s.text, s.words, s.confidence) for s in spans] == [(0.0, 2.5, said, (), 0.91)]
     assert calls == [("k", "en-US")]
+
+    # Google may leave the confidence out: then there is none, not a made-up 0.5
+    monkeypatch.setattr(engine._recognizer, "recognize_google", answer({"alternative": [{"transcript": said}]}))
+    assert engine.transcribe_timed(audio)[1][0].confidence is None
+    for empty in ([], {"alternative": []}, {"alternative": [{"transcript": "  "}]}):
+        monkeypatch.setattr(engine._recognizer, "recognize_google", answer(empty))
+        with pytest.raises(NoSpeech):
+            engine.transcribe(audio)
 
     monkeypatch.setattr(engine._recognizer, "recognize_google", answer(sr.UnknownValueError()))
     with pytest.raises(NoSpeech):

@@ -55,12 +55,46 @@ def test_without_agreement_the_cut_decides() -> None:
     assert joined(earlier, []) == ["alpha", "beta"]
 
 
+def sure(text: str, start: float, confidence: float) -> Timed:
+    return Timed(start, start + 0.3, text, confidence)
+
+
+def test_word_confidences_keep_the_reading_the_engine_was_sure_of() -> None:
+    # The earlier chunk misheard "inside" just before the cut; the pair nearest the cut ("a") would keep its reading.
+    earlier = [sure("we", 8.6, 0.9), sure("cut", 9.0, 0.9), sure("insight", 9.4, 0.3), sure("a", 9.8, 0.9),
+               sure("long", 10.1, 0.8), sure("sentence", 10.5, 0.7)]
+    later = [sure("cut", 9.0, 0.6), sure("inside", 9.4, 0.9), sure("a", 9.8, 0.9), sure("long", 10.1, 0.9),
+             sure("sentence", 10.5, 0.9), sure("today", 10.9, 0.9)]
+    assert joined(earlier, later) == ["we", "cut", "inside", "a", "long", "sentence", "today"]
+    # the later chunk misheard "long" just after the cut: the earlier chunk's reading is kept
+    earlier[2] = sure("inside", 9.4, 0.9)
+    later[3] = sure("lung", 10.1, 0.2)
+    assert joined(earlier, later) == ["we", "cut", "inside", "a", "long", "sentence", "today"]
+    # a word only one chunk heard counts as a reading against "nothing" (0.5): kept when it is likelier right
+    later[3] = sure("long", 10.1, 0.9)
+    del earlier[2]
+    assert joined(earlier, later) == ["we", "cut", "inside", "a", "long", "sentence", "today"]
+    later[1] = sure("inside", 9.4, 0.1)  # a word the later chunk made up, unsure; the earlier heard nothing there
+    assert joined(earlier, later) == ["we", "cut", "a", "long", "sentence", "today"]
+
+
+def test_without_confidences_the_pair_nearest_the_cut_is_the_junction() -> None:
+    earlier = said(("we", 8.6), ("cut", 9.0), ("insight", 9.4), ("a", 9.8), ("long", 10.1))
+    later = said(("cut", 9.0), ("inside", 9.4), ("a", 9.8), ("long", 10.1), ("sentence", 10.5))
+    assert joined(earlier, later) == ["we", "cut", "insight", "a", "long", "sentence"]
+    # one unknown confidence in a stretch makes that stretch count for nothing
+    earlier[2] = Timed(9.4, 9.7, "insight", None)
+    later = [Timed(w.start_s, w.end_s, w.text, 0.9) for w in later]
+    assert joined(earlier, later) == ["we", "cut", "insight", "a", "long", "sentence"]
+
+
 _VOCABULARY = ["the", "a", "cat", "sat", "on", "mat", "and", "then"]
 
 
 @st.composite
 def _overlapping(draw: st.DrawFn, repeats: bool) -> tuple[list[Timed], list[Timed], list[Timed]]:
-    """A true word sequence across the cut, as two chunks heard it: garbled at their outer edges, jittered.
+    """A true word sequence across the cut, as two chunks heard it: garbled at their outer edges, jittered,
+    with random word confidences or none.
 
     With ``repeats`` the words come from a small vocabulary (runs such as "the the the") and
     the two readings' times differ by up to 0.1 s; without, words differ and times by up to 0.5 s.
@@ -74,8 +108,14 @@ def _overlapping(draw: st.DrawFn, repeats: bool) -> tuple[list[Timed], list[Time
         truth.append(Timed(t, t + length, text))
         t += length + draw(st.floats(0.0, 0.2))
 
+    confidences = draw(st.booleans())  # an engine gives a confidence for every word, or for none
+
     def heard(words: list[Timed]) -> list[Timed]:
-        return [Timed(w.start_s + d, w.end_s + d, w.text) for w in words for d in [draw(st.floats(-jitter, jitter))]]
+        return [
+            Timed(w.start_s + d, w.end_s + d, w.text, draw(st.floats(0.0, 1.0)) if confidences else None)
+            for w in words
+            for d in [draw(st.floats(-jitter, jitter))]
+        ]
 
     earlier = heard([w for w in truth if w.start_s < CUT + OVERLAP])
     later = heard([w for w in truth if w.end_s > CUT - OVERLAP])
@@ -86,7 +126,7 @@ def _overlapping(draw: st.DrawFn, repeats: bool) -> tuple[list[Timed], list[Time
     return truth, earlier, later
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(case=st.booleans().flatmap(lambda repeats: _overlapping(repeats)))
 def test_no_word_of_the_overlap_is_lost_or_doubled(case: tuple[list[Timed], list[Timed], list[Timed]]) -> None:
     truth, earlier, later = case

@@ -35,7 +35,10 @@ CHUNK = Chunk(
 RESULT = Result(
     job_id="job1", seq=3, attempt=2, node_id="pi-4", status=ResultStatus.ERROR, text="héllo\nworld",
     reason="engine crashed", engine="sphinx", model="m", seconds=1.25,
-    spans=(Span(0.5, 2.25, "héllo world", (Word(0.5, 1.0, "héllo"), Word(1.1, 2.25, "world"))), Span(3.0, 4.0, "untimed")),
+    spans=(
+        Span(0.5, 2.25, "héllo world", (Word(0.5, 1.0, "héllo", 0.875), Word(1.1, 2.25, "world")), 0.5),
+        Span(3.0, 4.0, "untimed"),
+    ),
 )
 STATUS = NodeStatus(
     node_id="pi-4", state=NodeState.ONLINE, engine="sphinx", model="m", language="en-US",
@@ -51,6 +54,17 @@ def test_round_trip_keeps_every_field(message):
     for f in dataclasses.fields(message):
         if f.default is not dataclasses.MISSING and f.name != "audio_format":  # WAV is the only format yet
             assert getattr(message, f.name) != f.default, f.name
+
+
+def test_a_result_without_confidences_from_an_older_node_still_decodes():
+    header = json.loads(RESULT.encode().split(b"\n", 1)[0])
+    for span in header["spans"]:
+        del span["confidence"]
+        for word in span["words"]:
+            del word["confidence"]
+    decoded = Result.decode(json.dumps(header).encode() + b"\n")
+    assert decoded.spans[0].words[0] == Word(0.5, 1.0, "héllo")
+    assert all(s.confidence is None for s in decoded.spans)
 
 
 def test_every_message_carries_type_and_version():
@@ -107,6 +121,8 @@ _DELETE = object()
         (RESULT, {"spans": [{"start_s": 0, "end_s": 1, "text": "x", "words": "x"}]}, "words must be a list"),
         (RESULT, {"spans": [{"start_s": 0, "end_s": 1, "text": "x", "words": [{"start_s": 0, "end_s": "1", "text": "x"}]}]}, "end_s"),
         (RESULT, {"spans": [{"start_s": 0, "end_s": 1}] * 1001}, "at most 1000"),
+        (RESULT, {"spans": [{"start_s": 0, "end_s": 1, "text": "x", "confidence": 1.5}]}, "confidence"),
+        (RESULT, {"spans": [{"start_s": 0, "end_s": 1, "text": "x", "words": [{"start_s": 0, "end_s": 1, "text": "x", "confidence": "high"}]}]}, "confidence"),
         (STATUS, {"capacity": 0}, "capacity"),
         (STATUS, {"state": "sleeping"}, "state"),
         (STATUS, {"rtf": "fast"}, "rtf"),

@@ -19,8 +19,8 @@ def job() -> Job:
     c2.result = Result(
         "j", 2, 1, "pi-3", ResultStatus.OK, text="one two. three", engine="whisper",
         spans=(
-            Span(1.0, 2.5, "one two.", (Word(1.0, 1.5, "one"), Word(1.6, 2.5, "two."))),
-            Span(3.0, 25.0, "three", (Word(3.0, 25.0, "three"),)),  # past the chunk's end: clamped
+            Span(1.0, 2.5, "one two.", (Word(1.0, 1.5, "one", 0.9), Word(1.6, 2.5, "two.", 0.6))),
+            Span(3.0, 25.0, "three", (Word(3.0, 25.0, "three"),), 0.25),  # past the chunk's end: clamped
         ),
     )
     return Job(id="j", name="talk.wav", audio=None, chunks=chunks, state=JobState.PARTIAL)
@@ -40,7 +40,9 @@ def test_formats():
     assert render(j, "text") == "hello there [gap 00:20-00:40: pi-2: engine process died (exit code -6)] one two. three"
     doc = json.loads(render(j, "json"))
     assert doc["state"] == "partial" and doc["duration_s"] == 60.0
-    assert doc["segments"][2]["words"][1] == {"start_s": 41.6, "end_s": 42.5, "text": "two."}
+    assert doc["segments"][2]["words"][1] == {"start_s": 41.6, "end_s": 42.5, "text": "two.", "confidence": 0.6}
+    # the engine's own figure for a span where it gives one, else the mean of its words'; none for untimed text
+    assert [seg["confidence"] for seg in doc["segments"]] == [None, None, 0.75, 0.25]
     srt = render(j, "srt").split("\n\n")
     assert srt[0] == "1\n00:00:00,000 --> 00:00:20,000\nhello there"
     assert srt[2] == "3\n00:00:41,000 --> 00:00:42,500\none two."
@@ -92,3 +94,32 @@ def test_until_both_sides_are_done_each_keeps_its_own_span():
     segs = segments(_hard_cut_job(untimed))
     assert " ".join(s.text for s in segs) == "It was a cold bright day"
     assert segs[-1].words == ()  # estimated times are not published as word times
+
+
+def test_at_a_hard_cut_the_surer_reading_wins_and_segments_carry_confidences():
+    # Both chunks heard "It was a cold bright day" across the cut at 10 s; the earlier one was unsure of "cold".
+    first = ChunkWork(0, ChunkSpec(0, 10_000, tail_ms=1000))
+    first.state = ChunkState.DONE
+    first.result = Result(
+        "j", 0, 1, "pi-1", ResultStatus.OK, text="it was a coal bright", engine="whisper",
+        spans=(Span(8.0, 10.8, "It was a coal bright", (
+            Word(8.0, 8.4, "It", 0.9), Word(8.5, 9.0, "was", 0.9), Word(9.1, 9.3, "a", 0.9),
+            Word(9.4, 9.8, "coal", 0.2), Word(10.0, 10.8, "bright", 0.8),
+        ), 0.7),),
+    )
+    later = ChunkWork(1, ChunkSpec(10_000, 20_000, lead_ms=1000), state=ChunkState.DONE)
+    later.result = Result(
+        "j", 1, 1, "pi-2", ResultStatus.OK, text="a cold bright day", engine="whisper",
+        spans=(Span(0.1, 3.0, "a cold bright day", (
+            Word(0.1, 0.3, "a", 0.8), Word(0.4, 0.8, "cold", 0.9), Word(1.0, 1.8, "bright", 0.9), Word(2.1, 3.0, "day", 0.6),
+        ), 0.85),),
+    )
+    job = Job(id="j", name="talk.wav", audio=None, chunks=[first, later], state=JobState.DONE)
+
+    assert render(job, "text") == "It was a cold bright day"
+    segs = segments(job)
+    assert [(s.seq, s.text, s.confidence) for s in segs] == [
+        (0, "It was a", 0.9),  # trimmed: the mean of the words kept
+        (1, "cold bright day", 0.8),
+    ]
+    assert [w.confidence for s in segs for w in s.words] == [0.9, 0.9, 0.9, 0.9, 0.9, 0.6]

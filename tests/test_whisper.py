@@ -100,3 +100,6 @@ def test_whisper_times_its_segments_and_words(corpus):
     times = [t for w in words for t in (w.start_s, w.end_s)]
     assert times == sorted(times) and 0 <= times[0] and times[-1] <= len(audio) / 1000 + 0.5
     assert next(w for w in words if "country" in w.text.lower()).start_s > 2  # not all at zero
+    # word probabilities and each segment's exp(avg_logprob): real figures, not one constant
+    assert all(0.0 <= w.confidence <= 1.0 for w in words) and all(0.0 < s.confidence <= 1.0 for s in spans)
+    assert len({w.confidence for w in words}) > 5 and sum(w.confidence for w in words) / len(words) > 0.6

@@ -31,6 +31,11 @@ def require_package(module: str, engine: str, install: str) -> None:
         raise EngineUnavailable(f"engine {engine} needs the {install.split('=')[0]} package: pip install {install}")
 
 
+def probability(value: float) -> float:
+    """An engine's confidence as results carry it: clamped to [0, 1], three decimals."""
+    return round(min(1.0, max(0.0, float(value))), 3)
+
+
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """An exception's message on one line (whitespace collapsed, cut at ``limit``), or its type's name."""
     return " ".join(str(exc).split())[:limit] or type(exc).__name__

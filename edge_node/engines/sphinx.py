@@ -12,7 +12,7 @@ from pathlib import Path
 
 import speech_recognition as sr
 
-from edge_node.engines.base import EngineUnavailable, NoSpeech, Timed, require_package
+from edge_node.engines.base import EngineUnavailable, NoSpeech, Timed, probability, require_package
 from protocol.messages import Span, Word
 
 _FRAMES_PER_S = 100  # PocketSphinx's default frame rate
@@ -55,7 +55,10 @@ class SphinxEngine:
         if not text:
             raise NoSpeech()
         words = tuple(
-            Word(round(s.start_frame / _FRAMES_PER_S, 2), round((s.end_frame + 1) / _FRAMES_PER_S, 2), _ALT.sub("", s.word))
+            Word(
+                round(s.start_frame / _FRAMES_PER_S, 2), round((s.end_frame + 1) / _FRAMES_PER_S, 2), _ALT.sub("", s.word),
+                probability(s.prob),  # the word's posterior probability in the lattice
+            )
             for s in decoder.seg()
             if not _FILLER.match(s.word)
         )

@@ -22,7 +22,7 @@ from typing import IO
 
 import speech_recognition as sr
 
-from edge_node.engines.base import EngineUnavailable, NoSpeech, Timed, one_line, require_package
+from edge_node.engines.base import EngineUnavailable, NoSpeech, Timed, one_line, probability, require_package
 from protocol.messages import Span, Word
 
 _RATE = 16000
@@ -85,7 +85,10 @@ def _span(result: str) -> Span | None:
     text = parsed.get("text", "").strip()
     if not text:
         return None
-    words = tuple(Word(round(w["start"], 2), round(w["end"], 2), w["word"]) for w in parsed.get("result", ()))
+    words = tuple(
+        Word(round(w["start"], 2), round(w["end"], 2), w["word"], probability(w["conf"]) if "conf" in w else None)
+        for w in parsed.get("result", ())
+    )
     if not words:
         return Span(0.0, 0.0, text)
     return Span(words[0].start_s, words[-1].end_s, text, words)

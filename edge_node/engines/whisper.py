@@ -10,12 +10,13 @@ Whisper decodes a padded 30 s window whatever the chunk length, so chunks of 10-
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import speech_recognition as sr
 
-from edge_node.engines.base import EngineUnavailable, NoSpeech, Timed, require_package
+from edge_node.engines.base import EngineUnavailable, NoSpeech, Timed, probability, require_package
 from protocol.messages import Span, Word
 
 DEFAULT_MODEL = "tiny.en"
@@ -61,7 +62,8 @@ class WhisperEngine:
         spans = tuple(
             Span(
                 round(s.start, 2), round(s.end, 2), s.text.strip(),
-                tuple(Word(round(w.start, 2), round(w.end, 2), w.word.strip()) for w in (s.words or ())),
+                tuple(Word(round(w.start, 2), round(w.end, 2), w.word.strip(), probability(w.probability)) for w in (s.words or ())),
+                probability(math.exp(s.avg_logprob)),
             )
             for s in segments
             if s.text.strip()
