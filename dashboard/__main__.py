@@ -41,7 +41,7 @@ from hub.launch import (
 from hub.inbox import Inbox
 from hub.listen import ListenSession, ListenSettings, add_capture_args, listen_settings
 from hub.service import HubSettings
-from protocol.cli import env_default, setup_logging
+from protocol.cli import env_default, say, setup_logging
 
 
 TOKEN_ENV = "EDGESCRIBE_DASHBOARD_TOKEN"
@@ -97,22 +97,22 @@ def main(argv: list[str] | None = None) -> int:
         hub = hub_settings(args, store_dir=args.store)
         listen = listen_settings(args) if args.listen else None
     except ValueError as exc:
-        print(f"dashboard: {exc}", file=sys.stderr)
+        say(f"dashboard: {exc}")
         return 2
     try:  # before anything starts
         free = settings.port == 0 or port_is_free(settings.port, settings.host)
     except OSError as exc:  # e.g. an address this machine does not have
-        print(f"dashboard: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
+        say(f"dashboard: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
         return 2
     if not free:
-        print(f"dashboard: port {settings.port} on {settings.host} is taken; choose another with --port", file=sys.stderr)
+        say(f"dashboard: port {settings.port} on {settings.host} is taken; choose another with --port")
         return 2
     setup_logging(args.log_level)
     stop_on_signals()
     try:
         return _run(args, local, settings, hub, listen)
     except Interrupted:  # a signal while starting
-        print("dashboard: interrupted", file=sys.stderr)
+        say("dashboard: interrupted")
         return 130
 
 
@@ -148,30 +148,30 @@ def _run(args: argparse.Namespace, local: int, settings: DashboardSettings, hub_
                 try:
                     server = make_server(settings.host, settings.port, app, threaded=True)
                 except OSError as exc:  # taken since the check
-                    print(f"dashboard: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+                    say(f"dashboard: cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
                     return 2
                 http = threading.Thread(target=server.serve_forever, name="dashboard-http", daemon=True)
                 http.start()
-                print(f"edgescribe dashboard: {_url(settings.host, server.server_port)}", file=sys.stderr)
+                say(f"edgescribe dashboard: {_url(settings.host, server.server_port)}")
                 # str() of the BrokerAddress hides the password; so does redacted() the token and secret
-                print(f"  hub {hub.hub_id}, broker {hub.settings.broker}, {local} local edge node(s), "
-                      f"store {settings.store_dir}. Ctrl-C stops everything.", file=sys.stderr)
-                print(f"  {settings.redacted()}", file=sys.stderr, flush=True)
+                say(f"  hub {hub.hub_id}, broker {hub.settings.broker}, {local} local edge node(s), "
+                    f"store {settings.store_dir}. Ctrl-C stops everything.")
+                say(f"  {settings.redacted()}")
                 if inbox is not None:
-                    print(f"  transcribing what is dropped into {settings.store_dir / 'inbox'} "
-                          f"-> {settings.store_dir / 'done'}", file=sys.stderr, flush=True)
+                    say(f"  transcribing what is dropped into {settings.store_dir / 'inbox'} "
+                        f"-> {settings.store_dir / 'done'}")
                 session = ListenSession(hub, listen) if listen is not None else None
                 try:
                     if session is not None:
                         try:
                             job = session.start()
                         except DeviceError as exc:
-                            print(f"dashboard: {exc}", file=sys.stderr)
+                            say(f"dashboard: {exc}")
                             return 2
-                        print(f"  listening to {session.device}: job {job.id}", file=sys.stderr, flush=True)
+                        say(f"  listening to {session.device}: job {job.id}")
                     cluster.supervise(threading.Event())  # restarts a local node or the private broker that dies
                 except Interrupted:
-                    print("dashboard: stopping", file=sys.stderr, flush=True)
+                    say("dashboard: stopping")
                 finally:
                     if session is not None and session.job is not None:  # closed; the store keeps what is in flight
                         session.stop()
@@ -183,7 +183,7 @@ def _run(args: argparse.Namespace, local: int, settings: DashboardSettings, hub_
                     inbox.stop()
                 close_app(app)
     except StartError as exc:
-        print(f"dashboard: {exc}", file=sys.stderr)
+        say(f"dashboard: {exc}")
         return 2
     return 0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edge_node.engines import DEFAULT_ENGINE, EngineError, EngineUnavailable, NoSpeech, available_engines, create_engine
 from edge_node.settings import NodeSettings, default_node_id
-from protocol.cli import add_common_args, broker_from_args, env_default, setup_logging
+from protocol.cli import add_common_args, broker_from_args, env_default, say, setup_logging
 from protocol.topics import Topics
 
 _LOGGER = logging.getLogger("edge_node")
@@ -64,7 +64,7 @@ def serve(argv: list[str]) -> int:
             drain_s=args.drain_timeout,
         )
     except ValueError as exc:
-        print(f"edge_node: {exc}", file=sys.stderr)
+        say(f"edge_node: {exc}")
         return 2
 
     from edge_node.node import EdgeNode  # after argument checks: keeps --help fast
@@ -77,7 +77,7 @@ def serve(argv: list[str]) -> int:
     try:
         node.start()
     except EngineStartError as exc:
-        print(f"edge_node: {exc}", file=sys.stderr)
+        say(f"edge_node: {exc}")
         return 2
     while not stop.wait(3600):
         pass
@@ -102,14 +102,14 @@ def transcribe(argv: list[str]) -> int:
         engine = create_engine(args.engine, args.model, args.language)
         audio = read_audio_file(args.file)
     except (EngineUnavailable, AudioFileError) as exc:
-        print(f"edge_node: {exc}", file=sys.stderr)
+        say(f"edge_node: {exc}")
         return 2
     try:
         text = engine.transcribe(audio)
     except NoSpeech:
         text = ""
     except EngineError as exc:
-        print(f"edge_node: {exc}", file=sys.stderr)
+        say(f"edge_node: {exc}")
         return 1
     print(text)
     return 0

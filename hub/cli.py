@@ -21,7 +21,6 @@ import argparse
 import json
 import logging
 import signal
-import sys
 import threading
 import uuid
 from pathlib import Path
@@ -40,7 +39,7 @@ from hub.local import LocalCluster
 from hub.service import HubSettings
 from hub.transcript import FORMATS, render
 from protocol.broker import BrokerAddress
-from protocol.cli import env_default, setup_logging
+from protocol.cli import env_default, say, setup_logging
 from protocol.topics import Topics
 
 _LOGGER = logging.getLogger("hub")
@@ -80,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         local = check_args(args)
     except ValueError as exc:
-        print(f"hub: {exc}", file=sys.stderr)
+        say(f"hub: {exc}")
         return 2
     setup_logging(args.log_level)
     stop_on_signals()
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             return _listen(args, local)
         return _up(args, local)
     except Interrupted:
-        print("hub: interrupted", file=sys.stderr)
+        say("hub: interrupted")
         return 130
 
 
@@ -102,10 +101,10 @@ def _transcribe(args: argparse.Namespace, local: int) -> int:
         settings = hub_settings(args)
         recordings = [(path.name, load_recording(path, max_duration_s=args.max_duration)) for path in args.files]
     except (ValueError, AudioError) as exc:
-        print(f"hub: {exc}", file=sys.stderr)
+        say(f"hub: {exc}")
         return 2
     except OSError as exc:  # ffmpeg or ffprobe missing or not runnable
-        print(f"hub: cannot run {exc.filename or 'ffmpeg'}: {exc.strerror}; install ffmpeg (apt-get install ffmpeg)", file=sys.stderr)
+        say(f"hub: cannot run {exc.filename or 'ffmpeg'}: {exc.strerror}; install ffmpeg (apt-get install ffmpeg)")
         return 2
     try:
         # node ids of their own, so that local nodes of several hubs on one broker never collide
@@ -117,7 +116,7 @@ def _transcribe(args: argparse.Namespace, local: int) -> int:
                 job.finished.wait()
             return _report(jobs, args.format, cluster)
     except StartError as exc:
-        print(f"hub: {exc}", file=sys.stderr)
+        say(f"hub: {exc}")
         return 2
 
 
@@ -132,12 +131,12 @@ def _report(jobs: list[Job], fmt: str, cluster: LocalCluster) -> int:
                 print(f"==> {job.name} <==")
             print(render(job, fmt))
         if job.state is JobState.FAILED:
-            print(f"hub: {job.name}: {job.error}", file=sys.stderr)
+            say(f"hub: {job.name}: {job.error}")
             for node_id, tail in cluster.dead_nodes().items():
-                print(f"hub: local node {node_id} exited:\n{tail}", file=sys.stderr)
+                say(f"hub: local node {node_id} exited:\n{tail}")
             code = 1
         elif job.state is JobState.PARTIAL:
-            print(f"hub: {job.name}: {job.count(ChunkState.FAILED)} chunk(s) failed; gaps are marked", file=sys.stderr)
+            say(f"hub: {job.name}: {job.count(ChunkState.FAILED)} chunk(s) failed; gaps are marked")
             code = 1
     return code
 
@@ -156,7 +155,7 @@ class _Progress:
             if self._seen.get(job.id) == key:
                 return
             self._seen[job.id] = key
-        print(f"{job.name}: {done}/{len(job.chunks)} chunks, {job.state.value}", file=sys.stderr, flush=True)
+        say(f"{job.name}: {done}/{len(job.chunks)} chunks, {job.state.value}")
 
 
 def _up(args: argparse.Namespace, local: int) -> int:
@@ -167,17 +166,17 @@ def _up(args: argparse.Namespace, local: int) -> int:
     try:
         with local_hub(args, local, settings, name="local", broker_port=port) as (watcher, cluster):
             url = cluster.broker_url
-            print(f"edgescribe is up: broker {url}, {local} local edge node(s). Ctrl-C stops everything.", file=sys.stderr)
-            print(f"  transcribe a file:  .venv/bin/python -m hub transcribe FILE --broker {url}", file=sys.stderr)
-            print(f"  another node here:  .venv/bin/python -m edge_node --broker {url} --node-id NAME", file=sys.stderr)
+            say(f"edgescribe is up: broker {url}, {local} local edge node(s). Ctrl-C stops everything.")
+            say(f"  transcribe a file:  .venv/bin/python -m hub transcribe FILE --broker {url}")
+            say(f"  another node here:  .venv/bin/python -m edge_node --broker {url} --node-id NAME")
             watcher.add_node_listener(NodeLog())
             watcher.start()
             try:
                 cluster.supervise(threading.Event())  # restarts a local node or the broker that dies
             except Interrupted:
-                print("hub: stopping", file=sys.stderr)
+                say("hub: stopping")
     except StartError as exc:
-        print(f"hub: {exc}", file=sys.stderr)
+        say(f"hub: {exc}")
         return 2
     return 0
 
@@ -186,7 +185,7 @@ def _serve(args: argparse.Namespace, local: int) -> int:
     try:
         settings = hub_settings(args, store_dir=args.store)
     except ValueError as exc:
-        print(f"hub: {exc}", file=sys.stderr)
+        say(f"hub: {exc}")
         return 2
     try:
         with local_hub(args, local, settings, name="serve") as (hub, cluster):
@@ -197,16 +196,15 @@ def _serve(args: argparse.Namespace, local: int) -> int:
                 inbox.export_missing()
                 hub.start()
                 inbox.start()
-                print(f"hub {hub.hub_id} serving {args.store}/inbox -> {args.store}/done (broker {cluster.broker_url})",
-                      file=sys.stderr, flush=True)
+                say(f"hub {hub.hub_id} serving {args.store}/inbox -> {args.store}/done (broker {cluster.broker_url})")
                 try:
                     cluster.supervise(threading.Event())  # restarts a local node or private broker that dies
                 except Interrupted:
-                    print("hub: stopping", file=sys.stderr)
+                    say("hub: stopping")
             finally:
                 inbox.stop()
     except StartError as exc:
-        print(f"hub: {exc}", file=sys.stderr)
+        say(f"hub: {exc}")
         return 2
     return 0
 
@@ -227,7 +225,7 @@ def _listen(args: argparse.Namespace, local: int) -> int:
             return 0
         device = find_input(args.device, devices, default_input(sd))  # before anything starts
     except (ValueError, DeviceError) as exc:
-        print(f"hub: {exc}", file=sys.stderr)
+        say(f"hub: {exc}")
         return 2
     fmt = args.format or (_EXTENSIONS.get(args.output.suffix.lower(), "text") if args.output else "text")
     try:
@@ -238,7 +236,7 @@ def _listen(args: argparse.Namespace, local: int) -> int:
             try:
                 job = session.start()
             except DeviceError as exc:
-                print(f"hub: {exc}", file=sys.stderr)
+                say(f"hub: {exc}")
                 return 2
 
             def finish(signum: int, frame: object) -> None:
@@ -247,33 +245,32 @@ def _listen(args: argparse.Namespace, local: int) -> int:
 
             signal.signal(signal.SIGINT, finish)
             signal.signal(signal.SIGTERM, finish)
-            print(f"hub: listening to {device}, session {job.id} in {args.store} (broker {cluster.broker_url}); "
-                  "Ctrl-C stops", file=sys.stderr, flush=True)
+            say(f"hub: listening to {device}, session {job.id} in {args.store} (broker {cluster.broker_url}); "
+                "Ctrl-C stops")
             session.join()
-            print("hub: finishing the chunks in flight", file=sys.stderr, flush=True)
+            say("hub: finishing the chunks in flight")
             job.finished.wait()
             final = hub.job(job.id) or job
             if args.output:
                 atomic_write(args.output, render(final, fmt) + "\n")
             lines = session.printer.lines if session.printer else 0
-            print(f"hub: {lines} line(s) from {len(final.chunks)} utterance chunk(s); {Latency.of(session).describe()}; "
-                  f"{session.overruns} overrun(s) ({session.overflows} overflowed, {session.dropped} dropped blocks)",
-                  file=sys.stderr, flush=True)
+            say(f"hub: {lines} line(s) from {len(final.chunks)} utterance chunk(s); {Latency.of(session).describe()}; "
+                f"{session.overruns} overrun(s) ({session.overflows} overflowed, {session.dropped} dropped blocks)")
             if session.ended:
-                print(f"hub: the session ended early: {session.ended}", file=sys.stderr)
+                say(f"hub: the session ended early: {session.ended}")
                 return 1
             return _report_state(final)
     except StartError as exc:
-        print(f"hub: {exc}", file=sys.stderr)
+        say(f"hub: {exc}")
         return 2
 
 
 def _report_state(job: Job) -> int:
     if job.state is JobState.FAILED:
-        print(f"hub: {job.name}: {job.error}", file=sys.stderr)
+        say(f"hub: {job.name}: {job.error}")
         return 1
     if job.state is JobState.PARTIAL:
-        print(f"hub: {job.name}: {job.count(ChunkState.FAILED)} chunk(s) failed; gaps are marked", file=sys.stderr)
+        say(f"hub: {job.name}: {job.count(ChunkState.FAILED)} chunk(s) failed; gaps are marked")
         return 1
     return 0
 

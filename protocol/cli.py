@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 
 from protocol.broker import BrokerAddress
 from protocol.topics import DEFAULT_PREFIX
@@ -60,3 +61,10 @@ def broker_from_args(args: argparse.Namespace, fallback: str | None = None) -> B
 
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def say(line: str) -> None:
+    """A line for the user on stderr, written in one call and flushed, so no log line from
+    another thread lands inside it (``print`` writes the text and the newline separately)."""
+    sys.stderr.write(f"{line}\n")
+    sys.stderr.flush()
