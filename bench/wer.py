@@ -2,7 +2,8 @@
 
 Lower-case; ``mr``/``mrs``/``dr`` spelled out; digits spelled as words (four-digit
 numbers from 1100 to 1999 read as years, "fourteen fifty five"; "15th" as "fifteenth"); hyphens and
-punctuation removed. Compound words ("woodcutters" / "wood cutters") still count
+punctuation removed (typographic apostrophes count as
+plain ones: "beauty’s" is "beautys"). Compound words ("woodcutters" / "wood cutters") still count
 as errors.
 """
 
@@ -57,7 +58,7 @@ def ordinal_words(n: int) -> str:
 def normalise(text: str) -> str:
     # letters with accents keep their letter ("Lübeck" is "lubeck", not "l beck")
     text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    text = text.lower().replace("-", " ")
+    text = text.lower().replace("-", " ").replace("\u2019", "'").replace("\u2018", "'")  # typographic apostrophes
     text = re.sub(r"(\d),(\d)", r"\1\2", text)
     text = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", lambda m: " " + ordinal_words(int(m.group(1))) + " ", text)
     text = re.sub(r"\d+", lambda m: " " + number_words(int(m.group())) + " ", text)

@@ -16,6 +16,7 @@ from bench.wer import boundary_errors, normalise, ordinal_words, wer, word_error
         ("1,000 well-known", "one thousand well known"),
         ("It's done.", "its done"),
         ("Printed at Lübeck, a café in Malmö", "printed at lubeck a cafe in malmo"),
+        ("Thy beauty’s use, feed’st thy light‘s flame", "thy beautys use feedst thy lights flame"),
     ],
 )
 def test_normalise(text: str, expected: str) -> None:
