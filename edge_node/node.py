@@ -19,6 +19,7 @@ import time
 import wave
 
 from edge_node import __version__
+from edge_node.engines import CONTEXT_ENGINES
 from edge_node.runner import EngineProcess, EngineSpec, InlineEngine, Outcome, make_engine
 from edge_node.settings import NodeSettings
 from protocol.errors import ProtocolError
@@ -30,10 +31,14 @@ _RTF_WEIGHT = 0.3  # weight of the newest chunk in the moving average of the rea
 _CLOCK_SLACK_S = 5.0  # a deadline passed by more than this on arrival is worth a warning
 
 
-def chunk_pcm(chunk: Chunk) -> tuple[bytes, int, int]:
-    """The chunk's WAV bytes as (PCM frames, sample rate, sample width)."""
+def chunk_pcm(chunk: Chunk, context: bool = True) -> tuple[bytes, int, int]:
+    """The chunk's WAV bytes as (PCM frames, sample rate, sample width); without its trailing
+    context (``chunk.context_s``) unless ``context``."""
     with wave.open(io.BytesIO(chunk.audio), "rb") as w:
-        return w.readframes(w.getnframes()), w.getframerate(), w.getsampwidth()
+        frames = w.getnframes()
+        if not context:
+            frames = max(0, frames - round(chunk.context_s * w.getframerate()))
+        return w.readframes(frames), w.getframerate(), w.getsampwidth()
 
 
 class EdgeNode:
@@ -42,6 +47,7 @@ class EdgeNode:
         spec = EngineSpec(settings.engine, settings.model, settings.language)
         self._engines = [make_engine(spec) for _ in range(settings.concurrency)]
         self.engine = self._engines[0]
+        self._context = settings.engine in CONTEXT_ENGINES  # does the engine decode a chunk's trailing context?
         self._topics = settings.topics
         self._lock = threading.Lock()
         self._work: queue.Queue[Chunk | None] = queue.Queue()
@@ -177,7 +183,7 @@ class EdgeNode:
             own_limit = self.settings.engine_timeout_s + self.settings.engine_timeout_factor * chunk.duration_s
             timeout = min(own_limit, chunk.lease_s + _CLOCK_SLACK_S)
             try:
-                outcome = engine.transcribe(*chunk_pcm(chunk), timeout=timeout)
+                outcome = engine.transcribe(*chunk_pcm(chunk, self._context), timeout=timeout)
             except Exception as exc:  # noqa: BLE001 - a worker must survive anything a chunk does
                 _LOGGER.exception("chunk %s/%d failed", chunk.job_id, chunk.seq)
                 outcome = Outcome(ResultStatus.ERROR, reason=f"{type(exc).__name__}: {exc}")

@@ -369,6 +369,7 @@ class Hub:
             lease_s=round(a.lease_s, 3),
             audio=wav_bytes(audio),
             language=self.settings.language,
+            context_s=spec.context_ms / 1000,
         )
         _LOGGER.info("chunk %s/%d (%.1f s) -> %s, attempt %d", a.job.id, a.chunk.seq, a.chunk.duration_s, a.node_id, a.attempt)
         self._link.publish(self._topics.node_chunks(a.node_id), chunk.encode())

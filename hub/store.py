@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     end_ms INTEGER NOT NULL,
     lead_ms INTEGER NOT NULL DEFAULT 0,
     tail_ms INTEGER NOT NULL DEFAULT 0,
+    context_ms INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL,
     node_id TEXT,
     attempt INTEGER NOT NULL,
@@ -110,7 +111,7 @@ class JobStore:
 
     def _upgrade(self) -> None:
         """Bring a store written by an earlier version up to this schema (columns added since)."""
-        for table, columns in (("chunks", ("lead_ms", "tail_ms")), ("jobs", ("open",))):
+        for table, columns in (("chunks", ("lead_ms", "tail_ms", "context_ms")), ("jobs", ("open",))):
             have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
             for column in columns:
                 if column not in have:
@@ -191,11 +192,11 @@ class JobStore:
         before = self._written.get(job.id, {})
         changed = [(c, key) for c in job.chunks if before.get(c.seq) != (key := _row_key(c))]
         self._db.executemany(
-            "INSERT OR REPLACE INTO chunks (job_id, seq, start_ms, end_ms, lead_ms, tail_ms, state, node_id, attempt,"
-            " failures, rejections, tried, result, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO chunks (job_id, seq, start_ms, end_ms, lead_ms, tail_ms, context_ms, state, node_id,"
+            " attempt, failures, rejections, tried, result, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
-                    job.id, c.seq, c.spec.start_ms, c.spec.end_ms, c.spec.lead_ms, c.spec.tail_ms, c.state.value,
+                    job.id, c.seq, c.spec.start_ms, c.spec.end_ms, c.spec.lead_ms, c.spec.tail_ms, c.spec.context_ms, c.state.value,
                     c.node_id, c.attempt, c.failures,
                     c.rejections, json.dumps(sorted(c.tried)), c.result.encode() if c.result else None, c.reason,
                 )
@@ -245,8 +246,8 @@ class JobStore:
 
     def _chunks(self, job_id: str) -> list[ChunkWork]:
         chunks = []
-        for seq, start, end, lead, tail, state, node, attempt, failures, rejections, tried, result, reason in self._db.execute(
-            "SELECT seq, start_ms, end_ms, lead_ms, tail_ms, state, node_id, attempt, failures, rejections, tried,"
+        for seq, start, end, lead, tail, context, state, node, attempt, failures, rejections, tried, result, reason in self._db.execute(
+            "SELECT seq, start_ms, end_ms, lead_ms, tail_ms, context_ms, state, node_id, attempt, failures, rejections, tried,"
             " result, reason"
             " FROM chunks WHERE job_id = ? ORDER BY seq",
             (job_id,),
@@ -258,7 +259,7 @@ class JobStore:
                 decoded, state = None, ChunkState.QUEUED.value
             chunks.append(
                 ChunkWork(
-                    seq=seq, spec=ChunkSpec(start, end, lead, tail), state=ChunkState(state), node_id=node, attempt=attempt,
+                    seq=seq, spec=ChunkSpec(start, end, lead, tail, context), state=ChunkState(state), node_id=node, attempt=attempt,
                     failures=failures, rejections=rejections, tried=set(json.loads(tried)), result=decoded,
                     reason=reason,
                 )

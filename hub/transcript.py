@@ -77,16 +77,22 @@ def _kept(job: Job) -> dict[int, tuple[list[_Heard], int, int]]:
 
     At a hard cut both neighbours heard the overlap; :func:`hub.merge.join` decides
     which of them keeps each word there. While a neighbour is unfinished, each side
-    keeps what falls in its own span.
+    keeps what falls in its own span. Words heard in a chunk's trailing context
+    (``ChunkSpec.context_ms``) are never kept.
     """
     heard = {c.seq: _heard(c) for c in job.chunks if c.state is ChunkState.DONE and c.result is not None}
-    kept = {seq: [words, 0, len(words)] for seq, words in heard.items()}
+    # words heard in a chunk's trailing context are the next chunk's: never kept
+    ends = {c.seq: c.spec.heard_end_ms / 1000 for c in job.chunks}
+    kept = {
+        seq: [words, 0, next((i for i, h in enumerate(words) if h.word.mid_s >= ends[seq]), len(words))]
+        for seq, words in heard.items()
+    }
     for a, b in zip(job.chunks, job.chunks[1:]):
         overlap_ms = max(a.spec.tail_ms, b.spec.lead_ms)
         if overlap_ms == 0:
             continue
         cut = a.spec.end_ms / 1000
-        before = [h.word for h in heard.get(a.seq, ())]
+        before = [h.word for h in heard.get(a.seq, ())][: kept[a.seq][2] if a.seq in kept else None]
         after = [h.word for h in heard.get(b.seq, ())]
         if a.seq in heard and b.seq in heard:
             stop, first = join(before, after, cut, overlap_ms / 1000)

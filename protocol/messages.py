@@ -142,6 +142,9 @@ class Chunk:
     audio: bytes  #: a complete WAV file, 16-bit PCM mono
     audio_format: str = "wav"
     language: str = "en-US"
+    #: the last ``context_s`` of ``audio`` follow the chunk's own audio, as context only: the hub keeps no
+    #: word heard there, and a node may cut it off before decoding
+    context_s: float = 0.0
 
     def encode(self) -> bytes:
         data = pack({**_header(self, skip="audio"), "audio_bytes": len(self.audio)}, self.audio)
@@ -168,7 +171,10 @@ class Chunk:
             audio=audio,
             audio_format=f.choice("audio_format", ("wav",), "wav"),
             language=f.text("language", 32, "en-US"),
+            context_s=f.number("context_s", 0.0, 1e5, 0.0),
         )
+        if chunk.context_s > chunk.duration_s:
+            raise ProtocolError(f"context_s={chunk.context_s} is longer than the chunk's {chunk.duration_s} s")
         chunk.check_audio()
         return chunk
 

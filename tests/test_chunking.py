@@ -218,8 +218,9 @@ def _settings(draw: st.DrawFn) -> ChunkingSettings:
     max_s = draw(st.floats(min_value=target_s, max_value=target_s + 15.0))
     min_silence_ms = draw(st.integers(min_value=50, max_value=800))
     overlap_s = draw(st.floats(min_value=0.0, max_value=min_s / 2))
+    window_s = draw(st.sampled_from([0.0, 5.0, 30.0, 60.0]))
     return ChunkingSettings(
-        target_s=target_s, max_s=max_s, min_s=min_s, min_silence_ms=min_silence_ms, overlap_s=overlap_s
+        target_s=target_s, max_s=max_s, min_s=min_s, min_silence_ms=min_silence_ms, overlap_s=overlap_s, window_s=window_s
     )
 
 
@@ -241,6 +242,12 @@ def test_spans_always_tile_the_recording(pieces: list[tuple[str, int]], chunking
         clipped = min(overlap_ms, after.start_ms, len(audio) - after.start_ms)  # by the recording's ends
         assert before.tail_ms == after.lead_ms in (0, clipped)  # symmetric, and only at hard cuts
     assert all(0 <= s.audio_start_ms and s.audio_end_ms <= len(audio) for s in spans)
+    # trailing context fills each chunk's audio up to the window with what follows, and no further
+    window_ms = round(chunking.window_s * 1000)
+    for s in spans:
+        heard = s.heard_end_ms - s.audio_start_ms
+        assert s.context_ms == max(0, min(window_ms - heard, len(audio) - s.heard_end_ms))
+    assert spans[-1].context_ms == 0
 
 
 @pytest.mark.parametrize(
@@ -258,6 +265,8 @@ def test_spans_always_tile_the_recording(pieces: list[tuple[str, int]], chunking
         {"silence_thresh_db": 6.0},
         {"overlap_s": -0.5},
         {"overlap_s": 1.5},  # more than min_s / 2
+        {"window_s": -1.0},
+        {"window_s": float("inf")},
     ],
 )
 def test_invalid_settings_are_rejected(kwargs: dict) -> None:
@@ -274,3 +283,16 @@ def test_chunk_spec() -> None:
     assert (ChunkSpec(1500, 4000, lead_ms=500, tail_ms=700).audio_start_ms, ChunkSpec(1500, 4000, 0, 700).audio_end_ms) == (1000, 4700)
     with pytest.raises(ValueError):
         ChunkSpec(100, 4000, lead_ms=200)  # would start before the recording
+    with_context = ChunkSpec(1500, 4000, 0, 700, context_ms=2000)
+    assert (with_context.heard_end_ms, with_context.audio_end_ms) == (4700, 6700)
+    with pytest.raises(ValueError):
+        ChunkSpec(100, 4000, context_ms=-1)
+
+
+def test_chunks_carry_what_follows_as_context_up_to_the_window() -> None:
+    audio, _ = build(("tone", 8000), ("silence", 600), ("tone", 8000), ("silence", 600), ("tone", 8000))
+    spans = plan_chunks(audio, ChunkingSettings(target_s=8.0, max_s=10.0, window_s=12.0))
+    assert len(spans) == 3
+    assert [s.audio_end_ms - s.audio_start_ms for s in spans[:2]] == [12000, 12000]  # filled to the window
+    assert spans[-1].context_ms == 0 and spans[-1].audio_end_ms == len(audio)
+    assert all(s.context_ms == 0 for s in plan_chunks(audio, ChunkingSettings(target_s=8.0, max_s=10.0, window_s=0.0)))

@@ -260,3 +260,21 @@ def test_a_node_cut_off_mid_chunk_loses_it_and_comes_back(broker, reference, how
         other.stop()
         link.close()
     check_transcript(job, reference, seq, victim)
+
+
+def test_a_node_cuts_a_chunks_trailing_context_off_for_engines_that_do_not_use_it():
+    import io
+    import wave
+
+    from edge_node.engines import CONTEXT_ENGINES
+    from edge_node.node import chunk_pcm
+    from protocol.messages import Chunk
+
+    pcm = bytes(range(256)) * 250  # 2 s at 16 kHz, 16-bit
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(pcm)
+    chunk = Chunk("j", 0, "hub-a", 1, 0.0, 2.0, 16000, 0.0, 60.0, out.getvalue(), context_s=0.5)
+    assert chunk_pcm(chunk) == (pcm, 16000, 2)
+    assert chunk_pcm(chunk, context=False) == (pcm[: 48000], 16000, 2)  # the first 1.5 s
+    assert CONTEXT_ENGINES == {"whisper"}

@@ -30,7 +30,7 @@ def wav(samples: int = 1600, rate: int = 16000, channels: int = 1) -> bytes:
 
 CHUNK = Chunk(
     job_id="job1", seq=3, hub_id="hub-a", attempt=2, offset_s=40.25, duration_s=19.5,
-    sample_rate=16000, deadline=1_800_000_000.5, lease_s=75.5, audio=wav(), language="en-GB",
+    sample_rate=16000, deadline=1_800_000_000.5, lease_s=75.5, audio=wav(), language="en-GB", context_s=4.5,
 )
 RESULT = Result(
     job_id="job1", seq=3, attempt=2, node_id="pi-4", status=ResultStatus.ERROR, text="héllo\nworld",
@@ -127,6 +127,8 @@ _DELETE = object()
         (STATUS, {"state": "sleeping"}, "state"),
         (STATUS, {"rtf": "fast"}, "rtf"),
         (CHUNK, {"audio_bytes": 10}, "audio length"),
+        (CHUNK, {"context_s": 20.0}, "longer than the chunk"),
+        (CHUNK, {"context_s": -1}, "context_s"),
         (CHUNK, {"sample_rate": 8}, "sample_rate"),
         (CHUNK, {"sample_rate": 8000}, "declared sample rate"),
         (CHUNK, {"audio_format": "mp3"}, "audio_format"),

@@ -123,3 +123,31 @@ def test_at_a_hard_cut_the_surer_reading_wins_and_segments_carry_confidences():
         (1, "cold bright day", 0.8),
     ]
     assert [w.confidence for s in segs for w in s.words] == [0.9, 0.9, 0.9, 0.9, 0.9, 0.6]
+
+
+def test_words_heard_in_a_chunks_trailing_context_are_the_next_chunks():
+    # chunk 0 is [0, 10) s and its audio runs on to 14 s as context; Whisper heard "day" and "we" there
+    first = ChunkWork(0, ChunkSpec(0, 10_000, context_ms=4000), state=ChunkState.DONE)
+    first.result = Result(
+        "j", 0, 1, "pi-1", ResultStatus.OK, text="It was a cold bright day. We", engine="whisper",
+        spans=(
+            Span(8.0, 10.9, "It was a cold bright day.", (
+                Word(8.0, 8.4, "It"), Word(8.5, 9.0, "was"), Word(9.1, 9.3, "a"), Word(9.4, 9.7, "cold"),
+                Word(9.75, 9.95, "bright"), Word(10.2, 10.9, "day."),
+            )),
+            Span(12.0, 12.5, "We", (Word(12.0, 12.5, "We"),)),
+        ),
+    )
+    later = ChunkWork(1, ChunkSpec(10_000, 20_000), state=ChunkState.DONE)
+    later.result = Result(
+        "j", 1, 1, "pi-2", ResultStatus.OK, text="day. We walked", engine="whisper",
+        spans=(Span(0.2, 4.0, "day. We walked", (Word(0.2, 0.9, "day."), Word(2.0, 2.5, "We"), Word(3.0, 4.0, "walked"))),),
+    )
+    job = Job(id="j", name="talk.wav", audio=None, chunks=[first, later], state=JobState.DONE)
+
+    assert render(job, "text") == "It was a cold bright day. We walked"
+    segs = segments(job)
+    assert [(s.seq, s.start_s, s.end_s, s.text) for s in segs] == [
+        (0, 8.0, 9.95, "It was a cold bright"),  # the span ran into the context: only its words before 10 s
+        (1, 10.2, 14.0, "day. We walked"),
+    ]

@@ -12,12 +12,16 @@ ENGINES = ("sphinx", "whisper", "vosk", "google")
 TEST_ENGINES = ("chaos", "simulated")
 TEST_ENGINES_ENV = "EDGESCRIBE_TEST_ENGINES"
 DEFAULT_ENGINE = "sphinx"
+#: engines that decode a chunk's trailing context (audio after its own, see hub.chunking): Whisper reads
+#: a 30 s window and hears each word better with what follows; the others have it cut off on the node
+CONTEXT_ENGINES = frozenset({"whisper"})
 
 __all__ = [
     "ENGINES",
     "TEST_ENGINES",
     "TEST_ENGINES_ENV",
     "DEFAULT_ENGINE",
+    "CONTEXT_ENGINES",
     "Engine",
     "EngineError",
     "EngineUnavailable",
