@@ -183,7 +183,8 @@ class EdgeNode:
             own_limit = self.settings.engine_timeout_s + self.settings.engine_timeout_factor * chunk.duration_s
             timeout = min(own_limit, chunk.lease_s + _CLOCK_SLACK_S)
             try:
-                outcome = engine.transcribe(*chunk_pcm(chunk, self._context), timeout=timeout)
+                context_s = chunk.context_s if self._context else 0.0  # else cut off here
+                outcome = engine.transcribe(*chunk_pcm(chunk, self._context), timeout=timeout, context_s=context_s)
             except Exception as exc:  # noqa: BLE001 - a worker must survive anything a chunk does
                 _LOGGER.exception("chunk %s/%d failed", chunk.job_id, chunk.seq)
                 outcome = Outcome(ResultStatus.ERROR, reason=f"{type(exc).__name__}: {exc}")

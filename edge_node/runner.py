@@ -60,23 +60,28 @@ def _child(conn: Connection, spec: EngineSpec) -> None:
     conn.send(("ready", f"{engine.name}\t{engine.model}\t{engine.language}"))
     while True:
         try:
-            pcm, rate, width = conn.recv()
+            pcm, rate, width, context_s = conn.recv()
         except (EOFError, OSError):
             return  # the node is gone
         try:
-            conn.send(_answer(engine, pcm, rate, width))
+            conn.send(_answer(engine, pcm, rate, width, context_s))
         except OSError:  # BrokenPipeError included: the node died while we worked
             return
 
 
-def _answer(engine, pcm: bytes, rate: int, width: int) -> tuple[str, str, str, tuple[Span, ...]]:
-    """(status, text, reason, spans) of one chunk; every engine failure becomes an error answer."""
+def _answer(engine, pcm: bytes, rate: int, width: int, context_s: float) -> tuple[str, str, str, tuple[Span, ...]]:
+    """(status, text, reason, spans) of one chunk; every engine failure becomes an error answer.
+
+    ``context_s``: the audio ends with this much trailing context, for engines that read it
+    (:data:`edge_node.engines.CONTEXT_ENGINES`), which may stop decoding once they reach it.
+    """
     import speech_recognition as sr
 
-    from edge_node.engines import NoSpeech
+    from edge_node.engines import CONTEXT_ENGINES, NoSpeech
 
     try:
-        text, spans = engine.transcribe_timed(sr.AudioData(pcm, rate, width))
+        audio = sr.AudioData(pcm, rate, width)
+        text, spans = engine.transcribe_timed(audio, context_s) if engine.name in CONTEXT_ENGINES else engine.transcribe_timed(audio)
         return (ResultStatus.OK.value, text, "", spans)
     except NoSpeech:
         return (ResultStatus.NO_SPEECH.value, "", "", ())
@@ -115,7 +120,7 @@ class EngineProcess:
         self.name, self.model, self.language = detail.split("\t")
         self._proc, self._conn = proc, parent
 
-    def transcribe(self, pcm: bytes, rate: int, width: int, timeout: float) -> Outcome:
+    def transcribe(self, pcm: bytes, rate: int, width: int, timeout: float, context_s: float = 0.0) -> Outcome:
         """Run one chunk; never raises. A crash or hang kills the process, which restarts next call."""
         if self._proc is None or not self._proc.is_alive():
             try:
@@ -124,7 +129,7 @@ class EngineProcess:
                 return Outcome(ResultStatus.ERROR, reason=str(exc))
         assert self._conn is not None and self._proc is not None
         try:
-            self._conn.send((pcm, rate, width))
+            self._conn.send((pcm, rate, width, context_s))
             if not self._conn.poll(timeout):
                 _LOGGER.error("engine %s hung for %.0f s; killing it", self.name, timeout)
                 self.close()
@@ -173,11 +178,11 @@ class InlineEngine:
             raise EngineStartError(str(exc)) from None
         self.name, self.model, self.language = self._engine.name, self._engine.model, self._engine.language
 
-    def transcribe(self, pcm: bytes, rate: int, width: int, timeout: float) -> Outcome:
+    def transcribe(self, pcm: bytes, rate: int, width: int, timeout: float, context_s: float = 0.0) -> Outcome:
         """Run one chunk in this thread; never raises (``timeout`` is not needed: the engine cannot hang)."""
         if self._engine is None:
             return Outcome(ResultStatus.ERROR, reason="engine not started")
-        status, text, reason, spans = _answer(self._engine, pcm, rate, width)
+        status, text, reason, spans = _answer(self._engine, pcm, rate, width, context_s)
         return Outcome(ResultStatus(status), text, reason, spans)
 
     def close(self, grace: float = 0.0) -> None:

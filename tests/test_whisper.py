@@ -103,3 +103,17 @@ def test_whisper_times_its_segments_and_words(corpus):
     # word probabilities and each segment's exp(avg_logprob): real figures, not one constant
     assert all(0.0 <= w.confidence <= 1.0 for w in words) and all(0.0 < s.confidence <= 1.0 for s in spans)
     assert len({w.confidence for w in words}) > 5 and sum(w.confidence for w in words) / len(words) > 0.6
+
+
+def test_whisper_stops_decoding_in_a_chunks_trailing_context(corpus):
+    import speech_recognition as sr
+
+    from edge_node.engines import create_engine
+
+    audio, _ = speech(corpus, ["jfk"])  # 11 s: "And so my fellow Americans, ask not ... for your country."
+    engine = create_engine("whisper", model_dir())
+    data = sr.AudioData(audio.raw_data, 16000, 2)
+    _, everything = engine.transcribe_timed(data)
+    _, spans = engine.transcribe_timed(data, context_s=6.0)  # only the first 5 s are the chunk's own
+    assert spans and all(s.start_s < 5.0 for s in spans)
+    assert len(spans) < len(everything) and spans == everything[: len(spans)]

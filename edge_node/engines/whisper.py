@@ -10,6 +10,7 @@ Whisper decodes a padded 30 s window whatever the chunk length, so chunks of 10-
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from pathlib import Path
@@ -51,14 +52,19 @@ class WhisperEngine:
     def transcribe(self, audio: sr.AudioData) -> str:
         return self.transcribe_timed(audio)[0]
 
-    def transcribe_timed(self, audio: sr.AudioData) -> Timed:
+    def transcribe_timed(self, audio: sr.AudioData, context_s: float = 0.0) -> Timed:
+        """``context_s``: the audio ends with this much trailing context (see :mod:`hub.chunking`). It is
+        decoded with the window that holds the chunk's own end, and no further window is decoded."""
         import numpy as np
 
         pcm = np.frombuffer(audio.get_raw_data(convert_rate=16000, convert_width=2), dtype=np.int16)
-        segments, _ = self._model.transcribe(
+        decoded, _ = self._model.transcribe(
             pcm.astype(np.float32) / 32768.0, language=self._lang, beam_size=5, condition_on_previous_text=False,
             word_timestamps=True,
         )
+        own_end_s = len(pcm) / 16000 - context_s
+        # segments come lazily, window by window: stop at the first one that starts in the context
+        segments = itertools.takewhile(lambda s: context_s <= 0 or s.start < own_end_s, decoded)
         spans = tuple(
             Span(
                 round(s.start, 2), round(s.end, 2), s.text.strip(),
