@@ -33,6 +33,7 @@ Words are ``(start_s, end_s, text)`` in recording time; the functions are pure.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -86,17 +87,14 @@ def _confidence_gain(earlier: Sequence[Timed], later: Sequence[Timed], chain: li
     return gain
 
 
-def join(
+def _agreeing_junction(
     earlier: Sequence[Timed],
     later: Sequence[Timed],
     cut_s: float,
     overlap_s: float,
     tolerance_s: float = DEFAULT_TOLERANCE_S,
-) -> tuple[int, int]:
-    """Where to join two overlapping chunks' words.
-
-    Returns ``(keep, skip)``: keep ``earlier[:keep]`` then ``later[skip:]``.
-    """
+) -> tuple[int, int] | None:
+    """The junction at a pair of words both chunks heard (steps 1-3), or None without one."""
     head = next((i for i, w in enumerate(earlier) if w.mid_s >= cut_s - overlap_s - _SLACK_S), len(earlier))
     tail = [w for w in later if w.mid_s < cut_s + overlap_s + _SLACK_S]
     a = [spelling(w.text) for w in earlier[head:]]
@@ -119,6 +117,46 @@ def join(
         k = min(range(len(chain)), key=lambda k: (-gain[k], abs(earlier[head + chain[k][0]].mid_s - cut_s), chain[k][2]))
         i, j, _ = chain[k]
         return head + i + 1, j + 1
+    return None
+
+
+def join(
+    earlier: Sequence[Timed],
+    later: Sequence[Timed],
+    cut_s: float,
+    overlap_s: float,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+) -> tuple[int, int]:
+    """Where to join two overlapping chunks' words.
+
+    Returns ``(keep, skip)``: keep ``earlier[:keep]`` then ``later[skip:]``.
+    """
+    junction = _agreeing_junction(earlier, later, cut_s, overlap_s, tolerance_s)
+    if junction is not None:
+        return junction
     keep = sum(1 for w in earlier if w.mid_s < cut_s)
     skip = sum(1 for w in later if w.mid_s < cut_s)
     return keep, skip
+
+
+def join_after_context(earlier: Sequence[Timed], later: Sequence[Timed], cut_s: float, reach_s: float) -> tuple[int, int]:
+    """Where to join a chunk that heard trailing context past a cut in a pause, and the next chunk.
+
+    The next chunk starts at the cut, so it heard nothing before it, while the earlier
+    chunk heard on past it. Where both heard words near the cut, they are joined as at
+    a hard cut. Otherwise the later chunk keeps all its words, and the earlier keeps
+    its words before the cut, and also those timed past the cut that end before the
+    later chunk's first word begins: word times are rough, and a word said just
+    before the cut, which only the earlier chunk heard, can be timed just after it.
+    """
+    if any(w.mid_s >= cut_s for w in earlier):  # else it heard nothing past the cut: nothing to align
+        junction = _agreeing_junction(earlier, later, cut_s, reach_s)
+        if junction is not None:
+            return junction
+    first_word_s = min((w.start_s for w in later), default=math.inf)
+    keep = 0
+    for w in earlier:
+        if not (w.mid_s < cut_s or (w.mid_s < cut_s + reach_s and w.end_s <= first_word_s)):
+            break
+        keep += 1
+    return keep, 0

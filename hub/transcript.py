@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass
 from itertools import groupby
 
 from hub.jobs import ChunkState, ChunkWork, Job
-from hub.merge import Timed, join
+from hub.merge import Timed, join, join_after_context
 from protocol.messages import Span, Word
 
 FORMATS = ("text", "json", "srt", "vtt")
+#: after a chunk with trailing context, how far either side of the cut its words and the next chunk's are aligned
+_CONTEXT_REACH_MS = 2000
 
 
 @dataclass(frozen=True)
@@ -76,31 +78,37 @@ def _kept(job: Job) -> dict[int, tuple[list[_Heard], int, int]]:
     """Each finished chunk's words, and the range ``[first, stop)`` of them it keeps.
 
     At a hard cut both neighbours heard the overlap; :func:`hub.merge.join` decides
-    which of them keeps each word there. While a neighbour is unfinished, each side
-    keeps what falls in its own span. Words heard in a chunk's trailing context
-    (``ChunkSpec.context_ms``) are never kept.
+    which of them keeps each word there. So it does after a chunk with trailing
+    context (``ChunkSpec.context_ms``): its engine heard the first words of the next
+    chunk, and a word said just before the cut may be timed just after it. Joining
+    where the two chunks agree keeps such a word once, where a rule by time alone
+    would drop it. Without a neighbour to join with (unfinished, failed, or the last
+    chunk), a chunk keeps what falls in its own span, never what it heard in context.
     """
     heard = {c.seq: _heard(c) for c in job.chunks if c.state is ChunkState.DONE and c.result is not None}
-    # words heard in a chunk's trailing context are the next chunk's: never kept
-    ends = {c.seq: c.spec.heard_end_ms / 1000 for c in job.chunks}
     kept = {
-        seq: [words, 0, next((i for i, h in enumerate(words) if h.word.mid_s >= ends[seq]), len(words))]
-        for seq, words in heard.items()
+        c.seq: [words, 0, next((i for i, h in enumerate(words) if h.word.mid_s >= c.spec.heard_end_ms / 1000), len(words))]
+        for c in job.chunks
+        if (words := heard.get(c.seq)) is not None
     }
     for a, b in zip(job.chunks, job.chunks[1:]):
-        overlap_ms = max(a.spec.tail_ms, b.spec.lead_ms)
-        if overlap_ms == 0:
+        reach_ms = max(a.spec.tail_ms, b.spec.lead_ms, min(a.spec.context_ms, _CONTEXT_REACH_MS))
+        if reach_ms == 0:
             continue
         cut = a.spec.end_ms / 1000
-        before = [h.word for h in heard.get(a.seq, ())][: kept[a.seq][2] if a.seq in kept else None]
+        before = [h.word for h in heard.get(a.seq, ())]
         after = [h.word for h in heard.get(b.seq, ())]
         if a.seq in heard and b.seq in heard:
-            stop, first = join(before, after, cut, overlap_ms / 1000)
+            if max(a.spec.tail_ms, b.spec.lead_ms) == 0:  # a cut in a pause, with context after it
+                stop, first = join_after_context(before, after, cut, reach_ms / 1000)
+            else:
+                stop, first = join(before, after, cut, reach_ms / 1000)
+            kept[a.seq][2] = stop
         else:
             stop = sum(1 for w in before if w.mid_s < cut)
             first = sum(1 for w in after if w.mid_s < cut)
-        if a.seq in kept:
-            kept[a.seq][2] = min(kept[a.seq][2], stop)
+            if a.seq in kept:
+                kept[a.seq][2] = min(kept[a.seq][2], stop)
         if b.seq in kept:
             kept[b.seq][1] = max(kept[b.seq][1], first)
     return {seq: (words, first, stop) for seq, (words, first, stop) in kept.items()}

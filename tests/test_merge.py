@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.merge import Timed, join, spelling
+from hub.merge import Timed, join, join_after_context, spelling
 
 CUT = 10.0
 OVERLAP = 1.0
@@ -86,6 +86,33 @@ def test_without_confidences_the_pair_nearest_the_cut_is_the_junction() -> None:
     earlier[2] = Timed(9.4, 9.7, "insight", None)
     later = [Timed(w.start_s, w.end_s, w.text, 0.9) for w in later]
     assert joined(earlier, later) == ["we", "cut", "insight", "a", "long", "sentence"]
+
+
+def test_after_trailing_context_words_both_chunks_heard_are_kept_once() -> None:
+    # the earlier chunk heard on past the cut at 10 s; the later one starts there
+    earlier = said(("a", 9.0), ("cold", 9.4), ("day", 10.3), ("we", 10.8))
+    later = said(("day", 10.35), ("we", 10.8), ("walked", 11.2))
+    keep, skip = join_after_context(earlier, later, CUT, 2.0)
+    assert [w.text for w in earlier[:keep] + later[skip:]] == ["a", "cold", "day", "we", "walked"]
+
+
+def test_after_trailing_context_a_word_timed_past_the_cut_that_only_the_earlier_chunk_heard_is_kept() -> None:
+    earlier = said(("bright", 9.5), ("day", 10.05))  # said before the cut, timed just after it
+    later = said(("we", 11.0), ("walked", 11.4))
+    keep, skip = join_after_context(earlier, later, CUT, 2.0)
+    assert [w.text for w in earlier[:keep] + later[skip:]] == ["bright", "day", "we", "walked"]
+    # but not a word the later chunk heard too, in other words at the same time
+    later = said(("today", 10.1), ("we", 11.0))
+    keep, skip = join_after_context(earlier, later, CUT, 2.0)
+    assert [w.text for w in earlier[:keep] + later[skip:]] == ["bright", "today", "we"]
+
+
+def test_without_words_past_the_cut_nothing_is_aligned() -> None:
+    # "the" just before the cut and "the" just after it are two words: an engine that read no context
+    earlier = said(("of", 9.2), ("the", 9.6))
+    later = said(("the", 10.1), ("next", 10.5))
+    keep, skip = join_after_context(earlier, later, CUT, 2.0)
+    assert [w.text for w in earlier[:keep] + later[skip:]] == ["of", "the", "the", "next"]
 
 
 _VOCABULARY = ["the", "a", "cat", "sat", "on", "mat", "and", "then"]

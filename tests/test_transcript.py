@@ -125,29 +125,36 @@ def test_at_a_hard_cut_the_surer_reading_wins_and_segments_carry_confidences():
     assert [w.confidence for s in segs for w in s.words] == [0.9, 0.9, 0.9, 0.9, 0.9, 0.6]
 
 
-def test_words_heard_in_a_chunks_trailing_context_are_the_next_chunks():
-    # chunk 0 is [0, 10) s and its audio runs on to 14 s as context; Whisper heard "day" and "we" there
+def _context_job(later_result: Result | None) -> Job:
+    """Chunk 0 is [0, 10) s and its audio runs on to 14 s as context. It timed "day." just past the
+    cut, though it was said before it; the next chunk, which starts at the cut, never heard it."""
     first = ChunkWork(0, ChunkSpec(0, 10_000, context_ms=4000), state=ChunkState.DONE)
     first.result = Result(
         "j", 0, 1, "pi-1", ResultStatus.OK, text="It was a cold bright day. We", engine="whisper",
         spans=(
-            Span(8.0, 10.9, "It was a cold bright day.", (
-                Word(8.0, 8.4, "It"), Word(8.5, 9.0, "was"), Word(9.1, 9.3, "a"), Word(9.4, 9.7, "cold"),
-                Word(9.75, 9.95, "bright"), Word(10.2, 10.9, "day."),
+            Span(8.0, 10.3, "It was a cold bright day.", (
+                Word(8.0, 8.4, "It"), Word(8.5, 9.0, "was"), Word(9.1, 9.3, "a"), Word(9.4, 9.6, "cold"),
+                Word(9.6, 9.8, "bright"), Word(10.0, 10.3, "day."),
             )),
-            Span(12.0, 12.5, "We", (Word(12.0, 12.5, "We"),)),
+            Span(11.0, 11.5, "We", (Word(11.0, 11.5, "We"),)),
         ),
     )
-    later = ChunkWork(1, ChunkSpec(10_000, 20_000), state=ChunkState.DONE)
-    later.result = Result(
-        "j", 1, 1, "pi-2", ResultStatus.OK, text="day. We walked", engine="whisper",
-        spans=(Span(0.2, 4.0, "day. We walked", (Word(0.2, 0.9, "day."), Word(2.0, 2.5, "We"), Word(3.0, 4.0, "walked"))),),
-    )
-    job = Job(id="j", name="talk.wav", audio=None, chunks=[first, later], state=JobState.DONE)
+    later = ChunkWork(1, ChunkSpec(10_000, 20_000))
+    if later_result is not None:
+        later.state, later.result = ChunkState.DONE, later_result
+    return Job(id="j", name="talk.wav", audio=None, chunks=[first, later], state=JobState.RUNNING)
 
-    assert render(job, "text") == "It was a cold bright day. We walked"
+
+def test_after_trailing_context_the_chunks_are_joined_where_they_agree():
+    later = Result(
+        "j", 1, 1, "pi-2", ResultStatus.OK, text="We walked home", engine="whisper",
+        spans=(Span(1.0, 4.0, "We walked home", (Word(1.1, 1.5, "We"), Word(2.0, 2.5, "walked"), Word(3.0, 4.0, "home"))),),
+    )
+    job = _context_job(later)
+    assert render(job, "text") == "It was a cold bright day. We walked home"  # "day." kept, "We" once
     segs = segments(job)
-    assert [(s.seq, s.start_s, s.end_s, s.text) for s in segs] == [
-        (0, 8.0, 9.95, "It was a cold bright"),  # the span ran into the context: only its words before 10 s
-        (1, 10.2, 14.0, "day. We walked"),
-    ]
+    assert [(s.seq, s.text) for s in segs] == [(0, "It was a cold bright day."), (0, "We"), (1, "walked home")]
+
+
+def test_until_the_next_chunk_is_done_words_heard_in_context_are_not_shown():
+    assert render(_context_job(None), "text") == "It was a cold bright"
