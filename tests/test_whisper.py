@@ -59,6 +59,10 @@ def test_whisper_nodes_transcribe_a_job_accurately(broker, corpus):
     assert job.state is JobState.DONE
     assert {c.result.engine for c in job.chunks} == {"whisper"}
     assert wer(reference, to_text(job)) < 0.12, to_text(job)
+    # every chunk but the last heard what follows it (trailing context); none of it came back twice
+    assert len(job.chunks) >= 3 and all(c.spec.context_ms > 0 for c in job.chunks[:-1])
+    errors = word_errors(reference, to_text(job))
+    assert errors["insertions"] <= 1 and errors["deletions"] <= 1, to_text(job)
 
 
 def test_hard_cuts_inside_speech_overlap_and_keep_every_word_once(broker, corpus):
