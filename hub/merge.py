@@ -142,17 +142,14 @@ def join(
 def join_after_context(earlier: Sequence[Timed], later: Sequence[Timed], cut_s: float, reach_s: float) -> tuple[int, int]:
     """Where to join a chunk that heard trailing context past a cut in a pause, and the next chunk.
 
-    The next chunk starts at the cut, so it heard nothing before it, while the earlier
-    chunk heard on past it. Where both heard words near the cut, they are joined as at
-    a hard cut. Otherwise the later chunk keeps all its words, and the earlier keeps
-    its words before the cut, and also those timed past the cut that end before the
-    later chunk's first word begins: word times are rough, and a word said just
-    before the cut, which only the earlier chunk heard, can be timed just after it.
+    The next chunk starts at the cut and heard its words from a clean start, so it keeps
+    them all, while the earlier chunk heard them only as context. The earlier chunk
+    keeps its words before the cut, and also those timed past the cut (within
+    ``reach_s``) that end before the later chunk's first word begins: word times are
+    rough, and a word said just before the cut, which only the earlier chunk heard, can
+    be timed just after it. A word past the cut that overlaps the later chunk's words in
+    time is the later chunk's, and is dropped here.
     """
-    if any(w.mid_s >= cut_s for w in earlier):  # else it heard nothing past the cut: nothing to align
-        junction = _agreeing_junction(earlier, later, cut_s, reach_s)
-        if junction is not None:
-            return junction
     first_word_s = min((w.start_s for w in later), default=math.inf)
     keep = 0
     for w in earlier:

@@ -78,12 +78,12 @@ def _kept(job: Job) -> dict[int, tuple[list[_Heard], int, int]]:
     """Each finished chunk's words, and the range ``[first, stop)`` of them it keeps.
 
     At a hard cut both neighbours heard the overlap; :func:`hub.merge.join` decides
-    which of them keeps each word there. So it does after a chunk with trailing
-    context (``ChunkSpec.context_ms``): its engine heard the first words of the next
-    chunk, and a word said just before the cut may be timed just after it. Joining
-    where the two chunks agree keeps such a word once, where a rule by time alone
-    would drop it. Without a neighbour to join with (unfinished, failed, or the last
-    chunk), a chunk keeps what falls in its own span, never what it heard in context.
+    which of them keeps each word there. After a chunk with trailing context
+    (``ChunkSpec.context_ms``), :func:`hub.merge.join_after_context` gives the next
+    chunk every word it heard, and the earlier one its own, including a word said
+    just before the cut but timed just after it. Without a finished neighbour
+    (unfinished, failed, or the last chunk), a chunk keeps what falls in its own
+    span, never what it heard in context.
     """
     heard = {c.seq: _heard(c) for c in job.chunks if c.state is ChunkState.DONE and c.result is not None}
     kept = {

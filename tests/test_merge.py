@@ -88,12 +88,12 @@ def test_without_confidences_the_pair_nearest_the_cut_is_the_junction() -> None:
     assert joined(earlier, later) == ["we", "cut", "insight", "a", "long", "sentence"]
 
 
-def test_after_trailing_context_words_both_chunks_heard_are_kept_once() -> None:
-    # the earlier chunk heard on past the cut at 10 s; the later one starts there
-    earlier = said(("a", 9.0), ("cold", 9.4), ("day", 10.3), ("we", 10.8))
-    later = said(("day", 10.35), ("we", 10.8), ("walked", 11.2))
+def test_after_trailing_context_the_later_chunks_readings_are_kept() -> None:
+    # the earlier chunk heard on past the cut at 10 s, as context; the later one starts there
+    earlier = said(("a", 9.0), ("cold", 9.4), ("day", 10.3), ("were", 10.8), ("in", 11.0), ("june", 11.5))
+    later = said(("day", 10.35), ("within", 10.8), ("june", 11.5), ("walked", 11.9))
     keep, skip = join_after_context(earlier, later, CUT, 2.0)
-    assert [w.text for w in earlier[:keep] + later[skip:]] == ["a", "cold", "day", "we", "walked"]
+    assert [w.text for w in earlier[:keep] + later[skip:]] == ["a", "cold", "day", "within", "june", "walked"]
 
 
 def test_after_trailing_context_a_word_timed_past_the_cut_that_only_the_earlier_chunk_heard_is_kept() -> None:
