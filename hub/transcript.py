@@ -56,7 +56,8 @@ def _place(chunk: ChunkWork, t: float) -> float:
 def _heard(chunk: ChunkWork) -> list[_Heard]:
     """A finished chunk's words in recording time; untimed text is spread evenly over its span."""
     assert chunk.result is not None
-    spans = chunk.result.spans or ((Span(0.0, chunk.duration_s, chunk.result.text),) if chunk.result.text else ())
+    own_s = (chunk.spec.heard_end_ms - chunk.spec.audio_start_ms) / 1000  # trailing context left out
+    spans = chunk.result.spans or ((Span(0.0, own_s, chunk.result.text),) if chunk.result.text else ())
     out = []
     for index, span in enumerate(spans):
         if span.words:

@@ -158,3 +158,11 @@ def test_after_trailing_context_a_word_timed_past_the_cut_is_kept_once():
 
 def test_until_the_next_chunk_is_done_words_heard_in_context_are_not_shown():
     assert render(_context_job(None), "text") == "It was a cold bright"
+
+
+def test_untimed_text_of_a_chunk_with_context_is_all_kept():
+    # an engine that gives no spans: its words are spread over the chunk's own audio, not its context
+    chunk = ChunkWork(0, ChunkSpec(0, 10_000, context_ms=20_000), state=ChunkState.DONE)
+    chunk.result = Result("j", 0, 1, "pi-1", ResultStatus.OK, text="one two three four five six", engine="old")
+    job = Job(id="j", name="talk.wav", audio=None, chunks=[chunk], state=JobState.DONE)
+    assert render(job, "text") == "one two three four five six"
