@@ -19,8 +19,8 @@ from hub.merge import Timed, join, join_after_context
 from protocol.messages import Span, Word
 
 FORMATS = ("text", "json", "srt", "vtt")
-#: after a chunk with trailing context, how far either side of the cut its words and the next chunk's are aligned
-_CONTEXT_REACH_MS = 2000
+#: after a chunk with trailing context, how far past the cut a word it timed there may still be its own
+_CONTEXT_REACH_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -93,17 +93,17 @@ def _kept(job: Job) -> dict[int, tuple[list[_Heard], int, int]]:
         if (words := heard.get(c.seq)) is not None
     }
     for a, b in zip(job.chunks, job.chunks[1:]):
-        reach_ms = max(a.spec.tail_ms, b.spec.lead_ms, min(a.spec.context_ms, _CONTEXT_REACH_MS))
-        if reach_ms == 0:
+        overlap_ms = max(a.spec.tail_ms, b.spec.lead_ms)
+        if overlap_ms == 0 and a.spec.context_ms == 0:
             continue
         cut = a.spec.end_ms / 1000
         before = [h.word for h in heard.get(a.seq, ())]
         after = [h.word for h in heard.get(b.seq, ())]
         if a.seq in heard and b.seq in heard:
-            if max(a.spec.tail_ms, b.spec.lead_ms) == 0:  # a cut in a pause, with context after it
-                stop, first = join_after_context(before, after, cut, reach_ms / 1000)
-            else:
-                stop, first = join(before, after, cut, reach_ms / 1000)
+            if overlap_ms:  # a hard cut
+                stop, first = join(before, after, cut, overlap_ms / 1000)
+            else:  # a cut in a pause, with context after it
+                stop, first = join_after_context(before, after, cut, _CONTEXT_REACH_S)
             kept[a.seq][2] = stop
         else:
             stop = sum(1 for w in before if w.mid_s < cut)
