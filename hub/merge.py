@@ -40,6 +40,8 @@ from typing import NamedTuple
 
 _SLACK_S = 0.25  #: word times jitter by this much around the overlap's edges
 DEFAULT_TOLERANCE_S = 0.6  #: two readings of one word agree in time within this
+#: after trailing context, a word both chunks heard within this of each other is one word (times drift more there)
+_SAME_WORD_S = 1.0
 
 
 class Timed(NamedTuple):
@@ -148,12 +150,20 @@ def join_after_context(earlier: Sequence[Timed], later: Sequence[Timed], cut_s: 
     ``reach_s``) that end before the later chunk's first word begins: word times are
     rough, and a word said just before the cut, which only the earlier chunk heard, can
     be timed just after it. A word past the cut that overlaps the later chunk's words in
-    time is the later chunk's, and is dropped here.
+    time is the later chunk's, and so is a word that runs past the cut and that the later
+    chunk also heard (spelled alike, within ``_SAME_WORD_S``): the earlier chunk's times
+    can stretch a word said just after the cut back over the pause.
     """
     first_word_s = min((w.start_s for w in later), default=math.inf)
+    near = [(spelling(w.text), w.mid_s) for w in later if w.mid_s < cut_s + reach_s + _SAME_WORD_S]
+
+    def heard_by_later(w: Timed) -> bool:
+        return any(text == spelling(w.text) and abs(mid - w.mid_s) <= _SAME_WORD_S for text, mid in near)
+
     keep = 0
     for w in earlier:
-        if not (w.mid_s < cut_s or (w.mid_s < cut_s + reach_s and w.end_s <= first_word_s)):
+        own = w.mid_s < cut_s or (w.mid_s < cut_s + reach_s and w.end_s <= first_word_s)
+        if not own or (w.end_s > cut_s and heard_by_later(w)):
             break
         keep += 1
     return keep, 0

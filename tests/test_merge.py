@@ -105,6 +105,21 @@ def test_after_trailing_context_a_word_timed_past_the_cut_that_only_the_earlier_
     later = said(("today", 10.1), ("we", 11.0))
     keep, skip = join_after_context(earlier, later, CUT, 2.0)
     assert [w.text for w in earlier[:keep] + later[skip:]] == ["bright", "today", "we"]
+    # nor a word the later chunk heard too, though their times disagree: "by" once, not "by by"
+    earlier = said(("netherlands", 9.2), ("by", 10.0))
+    later = said(("by", 10.6), ("a", 10.9))
+    keep, skip = join_after_context(earlier, later, CUT, 2.0)
+    assert [w.text for w in earlier[:keep] + later[skip:]] == ["netherlands", "by", "a"]
+    # the earlier chunk stretched "by", said just after the cut, back over the pause (as Whisper base did)
+    earlier = [Timed(9.08, 9.84, "Netherlands"), Timed(9.84, 10.6, "by"), Timed(10.6, 10.8, "a")]
+    later = [Timed(10.57, 10.89, "by"), Timed(10.89, 11.0, "a")]
+    keep, skip = join_after_context(earlier, later, CUT, 2.0)
+    assert [w.text for w in earlier[:keep] + later[skip:]] == ["Netherlands", "by", "a"]
+    # but a word that ends before the cut is the earlier chunk's, even when the next one repeats it
+    earlier = said(("of", 9.2), ("the", 9.55))
+    later = said(("the", 10.1), ("next", 10.5))
+    keep, skip = join_after_context(earlier + [Timed(10.1, 10.3, "the")], later, CUT, 2.0)
+    assert [w.text for w in (earlier + [Timed(10.1, 10.3, "the")])[:keep] + later[skip:]] == ["of", "the", "the", "next"]
 
 
 def test_without_words_past_the_cut_nothing_is_aligned() -> None:
