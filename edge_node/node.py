@@ -197,8 +197,9 @@ class EdgeNode:
                 self._done += 1
                 # Only real transcriptions measure speed: an engine that crashes at once must not make
                 # this node look fastest (hubs would send it every chunk first), nor a hang make it look slow.
-                if chunk.duration_s > 0 and status in (ResultStatus.OK, ResultStatus.NO_SPEECH):
-                    rtf = spent / chunk.duration_s
+                decoded_s = chunk.duration_s if self._context else chunk.duration_s - chunk.context_s
+                if decoded_s > 0 and status in (ResultStatus.OK, ResultStatus.NO_SPEECH):
+                    rtf = spent / decoded_s  # per second of audio the engine was given
                     self._rtf = rtf if self._rtf is None else (1 - _RTF_WEIGHT) * self._rtf + _RTF_WEIGHT * rtf
                 self._idle.notify_all()
             _LOGGER.info(

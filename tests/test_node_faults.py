@@ -278,3 +278,25 @@ def test_a_node_cuts_a_chunks_trailing_context_off_for_engines_that_do_not_use_i
     assert chunk_pcm(chunk) == (pcm, 16000, 2)
     assert chunk_pcm(chunk, context=False) == (pcm[: 48000], 16000, 2)  # the first 1.5 s
     assert CONTEXT_ENGINES == {"whisper"}
+
+
+def test_a_nodes_real_time_factor_counts_only_the_audio_its_engine_decoded(broker, corpus, monkeypatch):
+    """The simulated engine takes 0.2 s per second of audio it is given; the node cuts the context off
+    for it, so its real-time factor stays 0.2 rather than falling by the share of context."""
+    monkeypatch.setenv("EDGESCRIBE_TEST_ENGINES", "1")
+    audio, _ = speech(corpus, ["jfk", "ps_librivox_0870", "picovoice_test", "lhotse_2412-153948-0000"])
+    prefix = unique_prefix()
+    nodes = start_nodes(broker.url, prefix, 1, engine="simulated", model="0.2")
+    hub = start_hub(broker.url, prefix)
+    try:
+        wait_online(hub, 1)
+        job = finished(hub.submit(audio, "rtf"), 120)
+        assert sum(c.spec.context_ms for c in job.chunks) > len(audio)  # the chunks carried much context
+        changed = threading.Event()
+        hub.add_node_listener(lambda status: changed.set())
+        wait_until(lambda: all(n.rtf is not None for n in hub.nodes()), changed, 30, "a measured real-time factor")
+        (node,) = hub.nodes()
+        assert 0.17 <= node.rtf <= 0.5, node  # with the context counted it would be about 0.06
+    finally:
+        hub.stop()
+        nodes.stop()
