@@ -89,14 +89,17 @@ def _confidence_gain(earlier: Sequence[Timed], later: Sequence[Timed], chain: li
     return gain
 
 
-def _agreeing_junction(
+def join(
     earlier: Sequence[Timed],
     later: Sequence[Timed],
     cut_s: float,
     overlap_s: float,
     tolerance_s: float = DEFAULT_TOLERANCE_S,
-) -> tuple[int, int] | None:
-    """The junction at a pair of words both chunks heard (steps 1-3), or None without one."""
+) -> tuple[int, int]:
+    """Where to join two overlapping chunks' words.
+
+    Returns ``(keep, skip)``: keep ``earlier[:keep]`` then ``later[skip:]``.
+    """
     head = next((i for i, w in enumerate(earlier) if w.mid_s >= cut_s - overlap_s - _SLACK_S), len(earlier))
     tail = [w for w in later if w.mid_s < cut_s + overlap_s + _SLACK_S]
     a = [spelling(w.text) for w in earlier[head:]]
@@ -119,26 +122,10 @@ def _agreeing_junction(
         k = min(range(len(chain)), key=lambda k: (-gain[k], abs(earlier[head + chain[k][0]].mid_s - cut_s), chain[k][2]))
         i, j, _ = chain[k]
         return head + i + 1, j + 1
-    return None
-
-
-def join(
-    earlier: Sequence[Timed],
-    later: Sequence[Timed],
-    cut_s: float,
-    overlap_s: float,
-    tolerance_s: float = DEFAULT_TOLERANCE_S,
-) -> tuple[int, int]:
-    """Where to join two overlapping chunks' words.
-
-    Returns ``(keep, skip)``: keep ``earlier[:keep]`` then ``later[skip:]``.
-    """
-    junction = _agreeing_junction(earlier, later, cut_s, overlap_s, tolerance_s)
-    if junction is not None:
-        return junction
     keep = sum(1 for w in earlier if w.mid_s < cut_s)
     skip = sum(1 for w in later if w.mid_s < cut_s)
     return keep, skip
+
 
 
 def join_after_context(earlier: Sequence[Timed], later: Sequence[Timed], cut_s: float, reach_s: float) -> tuple[int, int]:
