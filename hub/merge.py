@@ -28,7 +28,11 @@ once:
    the cut itself is the junction: each word goes to the chunk whose own span
    holds its midpoint.
 
-Words are ``(start_s, end_s, text)`` in recording time; the functions are pure.
+:func:`join_after_context` handles the other case where two chunks heard the
+same words: a cut in a pause, after which the earlier chunk heard the start of
+the next one as trailing context (rule 6 of docs/chunking.md).
+
+Words are ``(start_s, end_s, text[, confidence])`` in recording time; the functions are pure.
 """
 
 from __future__ import annotations
@@ -125,7 +129,6 @@ def join(
     keep = sum(1 for w in earlier if w.mid_s < cut_s)
     skip = sum(1 for w in later if w.mid_s < cut_s)
     return keep, skip
-
 
 
 def join_after_context(earlier: Sequence[Timed], later: Sequence[Timed], cut_s: float, reach_s: float) -> tuple[int, int]:
