@@ -11,6 +11,7 @@ Whisper decodes a padded 30 s window whatever the chunk length, so chunks of 10-
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import os
 from pathlib import Path
@@ -20,7 +21,15 @@ import speech_recognition as sr
 from edge_node.engines.base import EngineUnavailable, NoSpeech, Timed, probability, require_package
 from protocol.messages import Span, Word
 
+_LOGGER = logging.getLogger(__name__)
 DEFAULT_MODEL = "tiny.en"
+_RATE = 16000
+_FRAME_S = 0.02
+_TAIL_GAP_S = 0.5  #: at least this much between the last word heard and the cut for a second look
+_TAIL_SPEECH_S = 0.15  #: and at least this much of it loud (speech, not the pause)
+_SPEECH_SHARE = 10 ** (-16 / 20)  #: loud: within 16 dB of the chunk's loud frames (as hub.chunking's pauses)
+_TAIL_LEAD_S = 0.1  #: the second look starts this much before the last word's end
+_TAIL_AFTER_S = 0.5  #: and runs this far past the cut, so the stretch does not end on a word
 
 
 class WhisperEngine:
@@ -54,27 +63,81 @@ class WhisperEngine:
 
     def transcribe_timed(self, audio: sr.AudioData, context_s: float = 0.0) -> Timed:
         """``context_s``: the audio ends with this much trailing context (see :mod:`hub.chunking`). It is
-        decoded with the window that holds the chunk's own end, and no further window is decoded."""
+        decoded with the window that holds the chunk's own end, and no further window is decoded.
+
+        Whisper sometimes skips a short word that stands alone between pauses. Before the cut no
+        other chunk hears it, so when speech is left after the last word heard before the cut, that
+        stretch is decoded once more on its own (with half a second past the cut) and its words added.
+        """
         import numpy as np
 
         pcm = np.frombuffer(audio.get_raw_data(convert_rate=16000, convert_width=2), dtype=np.int16)
+        samples = pcm.astype(np.float32) / 32768.0
+        own_end_s = len(pcm) / _RATE - context_s
+        spans = self._decode(samples, 0.0, own_end_s if context_s > 0 else math.inf)
+        if context_s > 0 and (tail := self._unheard_tail(samples, spans, own_end_s)):
+            spans = (*_before(spans, own_end_s), tail)  # in time order: what was heard in context goes
+        text = " ".join(s.text for s in spans)
+        if not text:
+            raise NoSpeech()
+        return text, spans
+
+    def _decode(self, samples, offset_s: float, own_end_s: float) -> tuple[Span, ...]:
+        """Spans of ``samples`` (which start ``offset_s`` into the chunk), stopping at the first segment
+        that starts at or after ``own_end_s``; times in chunk time."""
         decoded, _ = self._model.transcribe(
-            pcm.astype(np.float32) / 32768.0, language=self._lang, beam_size=5, condition_on_previous_text=False,
-            word_timestamps=True,
+            samples, language=self._lang, beam_size=5, condition_on_previous_text=False, word_timestamps=True,
         )
-        own_end_s = len(pcm) / 16000 - context_s
-        # segments come lazily, window by window: stop at the first one that starts in the context
-        segments = itertools.takewhile(lambda s: context_s <= 0 or s.start < own_end_s, decoded)
-        spans = tuple(
+        segments = itertools.takewhile(lambda s: s.start + offset_s < own_end_s, decoded)  # lazily, window by window
+        return tuple(
             Span(
-                round(s.start, 2), round(s.end, 2), s.text.strip(),
-                tuple(Word(round(w.start, 2), round(w.end, 2), w.word.strip(), probability(w.probability)) for w in (s.words or ())),
+                round(s.start + offset_s, 2), round(s.end + offset_s, 2), s.text.strip(),
+                tuple(
+                    Word(round(w.start + offset_s, 2), round(w.end + offset_s, 2), w.word.strip(), probability(w.probability))
+                    for w in (s.words or ())
+                ),
                 probability(math.exp(s.avg_logprob)),
             )
             for s in segments
             if s.text.strip()
         )
-        text = " ".join(s.text for s in spans)
-        if not text:
-            raise NoSpeech()
-        return text, spans
+
+    def _unheard_tail(self, samples, spans: tuple[Span, ...], own_end_s: float) -> Span | None:
+        """Words of speech left between the last word heard before ``own_end_s`` and it, decoded alone."""
+        import numpy as np
+
+        heard = [w.end_s for s in spans for w in s.words if (w.start_s + w.end_s) / 2 < own_end_s]
+        last_s = max(heard, default=0.0)
+        if not heard or own_end_s - last_s < _TAIL_GAP_S:
+            return None
+        frame = int(_RATE * _FRAME_S)
+        own = samples[: int(own_end_s * _RATE)]
+        rms = np.sqrt(np.mean(own[: len(own) // frame * frame].reshape(-1, frame) ** 2, axis=1))
+        if rms.size == 0:
+            return None
+        loud = rms >= np.percentile(rms, 90) * _SPEECH_SHARE
+        first, last = int(last_s / _FRAME_S) + 1, int(own_end_s / _FRAME_S)
+        if int(loud[first:last].sum()) * _FRAME_S < _TAIL_SPEECH_S:
+            return None
+        start_s = max(0.0, last_s - _TAIL_LEAD_S)
+        clip = samples[int(start_s * _RATE): int(min(len(samples) / _RATE, own_end_s + _TAIL_AFTER_S) * _RATE)]
+        words = [
+            w for s in self._decode(clip, start_s, math.inf) for w in s.words
+            if last_s < (w.start_s + w.end_s) / 2 < own_end_s
+        ]
+        if not words:
+            return None
+        _LOGGER.debug("heard %d word(s) again before the cut at %.2f s", len(words), own_end_s)
+        return Span(words[0].start_s, words[-1].end_s, " ".join(w.text for w in words), tuple(words))
+
+
+def _before(spans: tuple[Span, ...], end_s: float) -> tuple[Span, ...]:
+    """The spans' words whose middle lies before ``end_s``; a span cut short keeps only their text."""
+    out = []
+    for span in spans:
+        words = tuple(w for w in span.words if (w.start_s + w.end_s) / 2 < end_s)
+        if len(words) == len(span.words) and (words or span.start_s < end_s):
+            out.append(span)
+        elif words:
+            out.append(Span(words[0].start_s, words[-1].end_s, " ".join(w.text for w in words), words, span.confidence))
+    return tuple(out)
