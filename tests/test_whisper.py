@@ -15,6 +15,7 @@ from bench.wer import wer, word_errors
 from hub.chunking import ChunkingSettings
 from hub.jobs import JobState
 from hub.transcript import to_text
+from protocol.messages import Span, Word
 from tests.chainkit import run_job, speech, start_hub, start_nodes, unique_prefix
 
 pytestmark = pytest.mark.skipif(
@@ -121,3 +122,40 @@ def test_whisper_stops_decoding_in_a_chunks_trailing_context(corpus):
     _, spans = engine.transcribe_timed(data, context_s=6.0)  # only the first 5 s are the chunk's own
     assert spans and all(s.start_s < 5.0 for s in spans)
     assert len(spans) < len(everything) and spans == everything[: len(spans)]
+
+
+def test_speech_left_before_the_cut_gets_a_second_look(monkeypatch):
+    """Whisper skipped a short word before the cut: the node decodes that stretch again on its own.
+    The model's answers are replaced here (a narrow test); the chain tests run the real ones."""
+    import numpy as np
+    import speech_recognition as sr
+
+    from edge_node.engines import create_engine
+
+    engine = create_engine("whisper", model_dir())
+    rate, own_end, context = 16000, 4.0, 2.0
+    samples = np.zeros(int(rate * (own_end + context)), dtype=np.int16)
+    samples[: rate * 2] = 8000  # the words heard, 0-2 s
+    burst = slice(int(rate * 2.6), int(rate * 3.4))
+
+    calls = []
+
+    def decode(samples_, offset_s, own_end_s):
+        calls.append(offset_s)
+        if len(calls) == 1:  # the whole chunk: a span that runs on into the context
+            return (Span(0.0, 5.0, "we heard this and that", (
+                Word(0.0, 1.0, "we heard", 0.9), Word(1.0, 2.0, "this", 0.9), Word(4.5, 5.0, "that", 0.9),
+            ), 0.8),)
+        return (Span(offset_s, offset_s + 1.6, "Second. Seconds.", (
+            Word(2.6, 3.0, "Second.", 0.6), Word(3.0, 3.4, "Seconds.", 0.7), Word(4.2, 4.4, "Next", 0.5),
+        )),)
+
+    monkeypatch.setattr(engine, "_decode", decode)
+    text, spans = engine.transcribe_timed(sr.AudioData(samples.tobytes(), rate, 2), context)
+    assert calls == [0.0]  # silence after the last word: no second look
+    samples[burst] = 8000  # now speech is left between the last word and the cut
+    calls.clear()
+    text, spans = engine.transcribe_timed(sr.AudioData(samples.tobytes(), rate, 2), context)
+    assert calls == [0.0, 1.9]  # the second look starts just before the last word's end
+    assert [w.text for s in spans for w in s.words] == ["we heard", "this", "Second.", "Seconds."]
+    assert text == "we heard this Second. Seconds."
