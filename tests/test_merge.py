@@ -174,3 +174,42 @@ def test_no_word_of_the_overlap_is_lost_or_doubled(case: tuple[list[Timed], list
     truth, earlier, later = case
 
     assert joined(earlier, later) == [w.text for w in truth]
+
+
+@st.composite
+def _heard_across_a_pause(draw: st.DrawFn) -> tuple[list[Timed], list[Timed], list[Timed]]:
+    """True words around a cut in the middle of a pause of 0.3-1 s, as two chunks heard them: the earlier
+    on into its trailing context, the later from the cut; times jittered by up to 0.15 s either way, and
+    sometimes the first word after the cut stretched back over the pause by the earlier chunk."""
+    repeats = draw(st.booleans())
+    half_pause = draw(st.floats(0.15, 0.5))
+    truth: list[Timed] = []
+    for side, start, stop in ((-1, CUT - 3.0, CUT - half_pause), (1, CUT + half_pause, CUT + 3.0)):
+        t = start
+        while True:
+            length = draw(st.floats(0.25, 0.6))
+            if t + length > stop and side < 0:
+                break
+            text = draw(st.sampled_from(_VOCABULARY)) if repeats else f"w{len(truth)}"
+            truth.append(Timed(t, t + length, text))
+            t += length + draw(st.floats(0.0, 0.2))
+            if side > 0 and t > stop:
+                break
+
+    def heard(words: list[Timed]) -> list[Timed]:
+        return [Timed(w.start_s + d, w.end_s + d, w.text) for w in words for d in [draw(st.floats(-0.15, 0.15))]]
+
+    earlier = heard([w for w in truth if w.start_s < CUT + 2.5])  # the context ends inside speech
+    later = heard([w for w in truth if w.start_s > CUT])
+    after = next((i for i, w in enumerate(earlier) if w.start_s > CUT), None)
+    if after is not None and draw(st.booleans()):  # the earlier chunk stretched the word after the cut back over the pause
+        earlier[after] = earlier[after]._replace(start_s=CUT - half_pause + draw(st.floats(0.0, 0.1)))
+    return truth, earlier, later
+
+
+@settings(max_examples=400, deadline=None)
+@given(case=_heard_across_a_pause())
+def test_after_trailing_context_no_word_is_lost_or_doubled(case: tuple[list[Timed], list[Timed], list[Timed]]) -> None:
+    truth, earlier, later = case
+    keep, skip = join_after_context(earlier, later, CUT, 2.0)
+    assert [w.text for w in earlier[:keep] + later[skip:]] == [w.text for w in truth]
