@@ -51,21 +51,24 @@ def test_formats():
     assert "00:00:43.000 --> 00:01:00.000\nthree" in vtt
 
 
+def _two_chunks(first: ChunkSpec, heard: Result, later: ChunkSpec, second: Result | None) -> Job:
+    """A job of two chunks: the first done with ``heard``, the second done with ``second`` or still waiting."""
+    chunks = [ChunkWork(0, first, state=ChunkState.DONE, result=heard), ChunkWork(1, later)]
+    if second is not None:
+        chunks[1].state, chunks[1].result = ChunkState.DONE, second
+    return Job(id="j", name="talk.wav", audio=None, chunks=chunks, state=JobState.RUNNING)
+
+
 def _hard_cut_job(second: Result | None) -> Job:
     """Two chunks cut at 10 s inside speech, each hearing 1 s across the cut."""
-    first = ChunkWork(0, ChunkSpec(0, 10_000, tail_ms=1000))
-    first.state = ChunkState.DONE
-    first.result = Result(
+    heard = Result(
         "j", 0, 1, "pi-1", ResultStatus.OK, text="it was a cold brig", engine="whisper",
         spans=(
             Span(8.0, 9.0, "It was", (Word(8.0, 8.4, "It"), Word(8.5, 9.0, "was"))),
             Span(9.1, 11.0, "a cold brig", (Word(9.1, 9.3, "a"), Word(9.4, 10.2, "cold"), Word(10.4, 11.0, "brig"))),
         ),
     )
-    later = ChunkWork(1, ChunkSpec(10_000, 20_000, lead_ms=1000))
-    if second is not None:
-        later.state, later.result = ChunkState.DONE, second
-    return Job(id="j", name="talk.wav", audio=None, chunks=[first, later], state=JobState.RUNNING)
+    return _two_chunks(ChunkSpec(0, 10_000, tail_ms=1000), heard, ChunkSpec(10_000, 20_000, lead_ms=1000), second)
 
 
 def test_a_hard_cut_keeps_each_word_of_the_overlap_once():
@@ -98,23 +101,20 @@ def test_until_both_sides_are_done_each_keeps_its_own_span():
 
 def test_at_a_hard_cut_the_surer_reading_wins_and_segments_carry_confidences():
     # Both chunks heard "It was a cold bright day" across the cut at 10 s; the earlier one was unsure of "cold".
-    first = ChunkWork(0, ChunkSpec(0, 10_000, tail_ms=1000))
-    first.state = ChunkState.DONE
-    first.result = Result(
+    heard = Result(
         "j", 0, 1, "pi-1", ResultStatus.OK, text="it was a coal bright", engine="whisper",
         spans=(Span(8.0, 10.8, "It was a coal bright", (
             Word(8.0, 8.4, "It", 0.9), Word(8.5, 9.0, "was", 0.9), Word(9.1, 9.3, "a", 0.9),
             Word(9.4, 9.8, "coal", 0.2), Word(10.0, 10.8, "bright", 0.8),
         ), 0.7),),
     )
-    later = ChunkWork(1, ChunkSpec(10_000, 20_000, lead_ms=1000), state=ChunkState.DONE)
-    later.result = Result(
+    second = Result(
         "j", 1, 1, "pi-2", ResultStatus.OK, text="a cold bright day", engine="whisper",
         spans=(Span(0.1, 3.0, "a cold bright day", (
             Word(0.1, 0.3, "a", 0.8), Word(0.4, 0.8, "cold", 0.9), Word(1.0, 1.8, "bright", 0.9), Word(2.1, 3.0, "day", 0.6),
         ), 0.85),),
     )
-    job = Job(id="j", name="talk.wav", audio=None, chunks=[first, later], state=JobState.DONE)
+    job = _two_chunks(ChunkSpec(0, 10_000, tail_ms=1000), heard, ChunkSpec(10_000, 20_000, lead_ms=1000), second)
 
     assert render(job, "text") == "It was a cold bright day"
     segs = segments(job)
@@ -128,8 +128,7 @@ def test_at_a_hard_cut_the_surer_reading_wins_and_segments_carry_confidences():
 def _context_job(later_result: Result | None) -> Job:
     """Chunk 0 is [0, 10) s and its audio runs on to 14 s as context. It timed "day." just past the
     cut, though it was said before it; the next chunk, which starts at the cut, never heard it."""
-    first = ChunkWork(0, ChunkSpec(0, 10_000, context_ms=4000), state=ChunkState.DONE)
-    first.result = Result(
+    heard = Result(
         "j", 0, 1, "pi-1", ResultStatus.OK, text="It was a cold bright day. We", engine="whisper",
         spans=(
             Span(8.0, 10.3, "It was a cold bright day.", (
@@ -139,10 +138,7 @@ def _context_job(later_result: Result | None) -> Job:
             Span(11.0, 11.5, "We", (Word(11.0, 11.5, "We"),)),
         ),
     )
-    later = ChunkWork(1, ChunkSpec(10_000, 20_000))
-    if later_result is not None:
-        later.state, later.result = ChunkState.DONE, later_result
-    return Job(id="j", name="talk.wav", audio=None, chunks=[first, later], state=JobState.RUNNING)
+    return _two_chunks(ChunkSpec(0, 10_000, context_ms=4000), heard, ChunkSpec(10_000, 20_000), later_result)
 
 
 def test_after_trailing_context_a_word_timed_past_the_cut_is_kept_once():
