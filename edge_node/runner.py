@@ -72,16 +72,17 @@ def _child(conn: Connection, spec: EngineSpec) -> None:
 def _answer(engine, pcm: bytes, rate: int, width: int, context_s: float) -> tuple[str, str, str, tuple[Span, ...]]:
     """(status, text, reason, spans) of one chunk; every engine failure becomes an error answer.
 
-    ``context_s``: the audio ends with this much trailing context, for engines that read it
-    (:data:`edge_node.engines.CONTEXT_ENGINES`), which may stop decoding once they reach it.
+    ``context_s``: the audio ends with this much trailing context. The node passes it only to engines
+    that read it (:data:`edge_node.engines.CONTEXT_ENGINES`), which may stop decoding once they reach it;
+    for the others it has cut the context off, and ``context_s`` is 0.
     """
     import speech_recognition as sr
 
-    from edge_node.engines import CONTEXT_ENGINES, NoSpeech
+    from edge_node.engines import NoSpeech
 
     try:
         audio = sr.AudioData(pcm, rate, width)
-        text, spans = engine.transcribe_timed(audio, context_s) if engine.name in CONTEXT_ENGINES else engine.transcribe_timed(audio)
+        text, spans = engine.transcribe_timed(audio, context_s) if context_s else engine.transcribe_timed(audio)
         return (ResultStatus.OK.value, text, "", spans)
     except NoSpeech:
         return (ResultStatus.NO_SPEECH.value, "", "", ())
