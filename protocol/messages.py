@@ -56,6 +56,10 @@ class Word:
     text: str
     confidence: float | None = None  #: 0-1, the engine's own estimate that the word is right; None if it gives none
 
+    @property
+    def mid_s(self) -> float:
+        return (self.start_s + self.end_s) / 2
+
 
 @dataclass(frozen=True)
 class Span:

@@ -106,9 +106,9 @@ class WhisperEngine:
         """Words of speech left between the last word heard before ``own_end_s`` and it, decoded alone."""
         import numpy as np
 
-        heard = [w.end_s for s in spans for w in s.words if (w.start_s + w.end_s) / 2 < own_end_s]
-        last_s = max(heard, default=0.0)
-        if not heard or own_end_s - last_s < _TAIL_GAP_S:
+        heard = [w.end_s for s in spans for w in s.words if w.mid_s < own_end_s]
+        last_s = max(heard, default=own_end_s)
+        if own_end_s - last_s < _TAIL_GAP_S:  # nothing heard before the cut, or too little left after it
             return None
         frame = int(_RATE * _FRAME_S)
         own = samples[: int(own_end_s * _RATE)]
@@ -123,7 +123,7 @@ class WhisperEngine:
         clip = samples[int(start_s * _RATE): int(min(len(samples) / _RATE, own_end_s + _TAIL_AFTER_S) * _RATE)]
         words = [
             w for s in self._decode(clip, start_s, math.inf) for w in s.words
-            if last_s < (w.start_s + w.end_s) / 2 < own_end_s
+            if last_s < w.mid_s < own_end_s
         ]
         if not words:
             return None
@@ -135,7 +135,7 @@ def _before(spans: tuple[Span, ...], end_s: float) -> tuple[Span, ...]:
     """The spans' words whose middle lies before ``end_s``; a span cut short keeps only their text."""
     out = []
     for span in spans:
-        words = tuple(w for w in span.words if (w.start_s + w.end_s) / 2 < end_s)
+        words = tuple(w for w in span.words if w.mid_s < end_s)
         if len(words) == len(span.words) and (words or span.start_s < end_s):
             out.append(span)
         elif words:
