@@ -2,7 +2,7 @@
 
     python -m bench.accuracy [--manifest PATH ...] [--engine sphinx] [--model NAME_OR_DIR]
                              [--nodes 1 2 4] [--min-duration 60] [--files NAME ...] [--repeat 1]
-                             [--out bench/results/accuracy.json] [--quick]
+                             [--shift-ms 0] [--out bench/results/accuracy.json] [--quick]
 
 A manifest is a tab-separated file with the columns ``file``, ``duration_s`` and ``reference``;
 audio paths are relative to the manifest's folder. ``--manifest`` may be repeated; the default is
@@ -11,14 +11,19 @@ A long recording is one of at least ``--min-duration`` seconds; ``--files`` pick
 
 For each long recording, the whole-file baseline (``python -m edge_node transcribe FILE``) runs
 first, then the distributed chain (``python -m hub transcribe FILE --local-nodes N --format json``)
-for each node count. ``--engine`` and ``--model`` go to both. Every run is a subprocess timed with
+for each node count. ``--engine`` and ``--model`` go to both. ``--shift-ms MS`` adds one more
+whole-file run of the same recording with MS ms of digital silence put in front: an inaudible
+change whose ΔWER is the noise of the baseline itself on that recording (a decoder reads a
+different frame grid), the yardstick for the distributed run's ΔWER. Every run is a subprocess timed with
 :func:`time.perf_counter`, and runs are strictly sequential so that their timings are comparable.
 With ``--repeat`` > 1 the summary holds medians. ``--quick`` runs the first long recording only,
 with 2 nodes.
 
 A Markdown table goes to stdout, one row per recording and run: WER, its change against the
-whole file in percentage points, wall time, speed-up, chunks, failed chunks, and boundary errors
-(words deleted or inserted right next to a junction between chunks). Progress goes to
+whole file in percentage points, wall time, speed-up, chunks, failed chunks, boundary errors
+(words deleted or inserted right next to a junction between chunks) and cut errors (the boundary
+errors that the whole-file transcript does not make too: words lost or doubled by the cut, not by
+the engine). A last group of rows pools all recordings (errors over words). Progress goes to
 stderr. Everything (machine, git commit, settings, raw runs, summary) is saved as JSON to ``--out``.
 
 faster-whisper takes a local model directory as ``--model``; the small test model installed in
@@ -39,13 +44,16 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.wer import boundary_errors, wer, word_errors
+from pydub import AudioSegment
+
+from bench.wer import boundary_errors, cut_errors, wer, word_errors
 
 _LOGGER = logging.getLogger("bench.accuracy")
 
@@ -88,7 +96,7 @@ class Run:
     """One timed subprocess: the whole-file baseline (nodes 0) or the distributed chain."""
 
     file: str
-    mode: str  #: "whole" or "distributed"
+    mode: str  #: "whole", "shifted" (the whole file after some silence) or "distributed"
     nodes: int
     repeat: int
     wall_s: float
@@ -101,6 +109,7 @@ class Run:
     failed_chunks: int = 0
     node_seconds: float = 0.0
     boundary_errors: int = 0  #: words lost or doubled next to a junction between chunks
+    cut_errors: int = 0  #: of those, the ones the whole-file transcript does not have
     exit_code: int = 0
     text: str = ""
 
@@ -124,6 +133,7 @@ class Summary:
     failed_chunks: float
     node_seconds: float
     boundary_errors: float = 0.0
+    cut_errors: float = 0.0
     speedup: float | None = None
     wer_delta_points: float | None = None
 
@@ -200,12 +210,19 @@ def _scored(file: CorpusFile, text: str) -> dict[str, Any]:
     return {"wer": wer(file.reference, text), **counts, "text": text}
 
 
-def run_whole(file: CorpusFile, engine: Engine, repeat: int) -> Run:
-    cmd = [sys.executable, "-m", "edge_node", "transcribe", str(file.path), *engine.flags()]
-    proc, wall = _timed(cmd)
+def run_whole(file: CorpusFile, engine: Engine, repeat: int, shift_ms: int = 0) -> Run:
+    """The baseline; with ``shift_ms``, of the recording with that much digital silence in front."""
+    with tempfile.TemporaryDirectory(prefix="edgescribe-bench-") as tmp:
+        path = file.path
+        if shift_ms:
+            audio = AudioSegment.from_file(file.path)
+            path = Path(tmp) / "shifted.wav"
+            (AudioSegment.silent(shift_ms, frame_rate=audio.frame_rate) + audio).export(path, format="wav")
+        cmd = [sys.executable, "-m", "edge_node", "transcribe", str(path), *engine.flags()]
+        proc, wall = _timed(cmd)
     if proc.returncode != 0:
         raise _failure(cmd, proc)
-    return Run(file.name, "whole", 0, repeat, wall, **_scored(file, proc.stdout.strip()))
+    return Run(file.name, "shifted" if shift_ms else "whole", 0, repeat, wall, **_scored(file, proc.stdout.strip()))
 
 
 def hypothesis(doc: dict[str, Any]) -> str:
@@ -213,7 +230,8 @@ def hypothesis(doc: dict[str, Any]) -> str:
     return " ".join(s["text"] for s in doc["segments"] if s["status"] == "ok" and s["text"])
 
 
-def run_distributed(file: CorpusFile, engine: Engine, nodes: int, repeat: int) -> Run:
+def run_distributed(file: CorpusFile, engine: Engine, nodes: int, repeat: int, whole: str) -> Run:
+    """The chain with ``nodes`` local nodes; ``whole`` is the baseline's text, for the cut errors."""
     cmd = [
         sys.executable, "-m", "hub", "transcribe", str(file.path),
         "--local-nodes", str(nodes), "--format", "json", *engine.flags(),
@@ -224,30 +242,35 @@ def run_distributed(file: CorpusFile, engine: Engine, nodes: int, repeat: int) -
     doc = json.loads(proc.stdout)
     segs = doc["segments"]
     per_chunk = {s["seq"]: s for s in segs}  # a timed chunk has one segment per span
+    pieces = [(s["seq"], s["text"]) for s in segs if s["status"] == "ok" and s["text"]]
     return Run(
         file.name, "distributed", nodes, repeat, wall,
         chunks=len(per_chunk),
         failed_chunks=sum(1 for s in per_chunk.values() if s["status"] in ("failed", "pending")),
         node_seconds=sum(float(s.get("seconds") or 0.0) for s in per_chunk.values()),
-        boundary_errors=boundary_errors(
-            file.reference, [(s["seq"], s["text"]) for s in segs if s["status"] == "ok" and s["text"]]
-        ),
+        boundary_errors=boundary_errors(file.reference, pieces),
+        cut_errors=cut_errors(file.reference, pieces, whole),
         exit_code=proc.returncode,
         **_scored(file, hypothesis(doc)),
     )
 
 
-def bench_file(file: CorpusFile, nodes: list[int], engine: Engine, repeat: int) -> list[Run]:
-    """All runs of one file, one after another: baseline first, then each node count."""
+def bench_file(file: CorpusFile, nodes: list[int], engine: Engine, repeat: int, shift_ms: int = 0) -> list[Run]:
+    """All runs of one file, one after another: baseline first (then shifted), then each node count."""
     runs: list[Run] = []
     for i in range(repeat):
         _LOGGER.info("%s: whole file (%d/%d)", file.name, i + 1, repeat)
         runs.append(run_whole(file, engine, i))
         _log_run(runs[-1])
+    whole = runs[0].text
+    for i in range(repeat if shift_ms else 0):
+        _LOGGER.info("%s: whole file after %d ms of silence (%d/%d)", file.name, shift_ms, i + 1, repeat)
+        runs.append(run_whole(file, engine, i, shift_ms))
+        _log_run(runs[-1])
     for n in nodes:
         for i in range(repeat):
             _LOGGER.info("%s: %d node(s) (%d/%d)", file.name, n, i + 1, repeat)
-            runs.append(run_distributed(file, engine, n, i))
+            runs.append(run_distributed(file, engine, n, i, whole))
             _log_run(runs[-1])
     return runs
 
@@ -273,7 +296,7 @@ def _summarise_group(runs: list[Run], duration_s: float) -> Summary:
         substitutions=_median(runs, "substitutions"), deletions=_median(runs, "deletions"),
         insertions=_median(runs, "insertions"), words=first.words, chunks=_median(runs, "chunks"),
         failed_chunks=_median(runs, "failed_chunks"), node_seconds=_median(runs, "node_seconds"),
-        boundary_errors=_median(runs, "boundary_errors"),
+        boundary_errors=_median(runs, "boundary_errors"), cut_errors=_median(runs, "cut_errors"),
     )
 
 
@@ -283,6 +306,8 @@ def summarise(runs: list[Run], durations: dict[str, float]) -> list[Summary]:
     for run in runs:
         groups.setdefault((run.file, run.mode, run.nodes), []).append(run)
     rows = [_summarise_group(g, durations.get(key[0], 0.0)) for key, g in groups.items()]
+    if len({r.file for r in rows}) > 1:
+        rows += _pooled(rows)
     baselines = {r.file: r for r in rows if r.mode == "whole"}
     for row in rows:
         base = baselines.get(row.file)
@@ -292,32 +317,62 @@ def summarise(runs: list[Run], durations: dict[str, float]) -> list[Summary]:
     return rows
 
 
+def _pooled(rows: list[Summary]) -> list[Summary]:
+    """One row per (mode, nodes) over all recordings: errors over words, and summed times and counts."""
+    groups: dict[tuple[str, int], list[Summary]] = {}
+    for row in rows:
+        groups.setdefault((row.mode, row.nodes), []).append(row)
+    out = []
+    for (mode, nodes), group in groups.items():
+        words = sum(r.words for r in group)
+        errors = sum(r.substitutions + r.deletions + r.insertions for r in group)
+
+        def total(attr: str, group: list[Summary] = group) -> float:
+            return sum(getattr(r, attr) for r in group)
+
+        out.append(Summary(
+            file=f"all {len(group)} recordings", duration_s=total("duration_s"), mode=mode, nodes=nodes,
+            runs=min(r.runs for r in group), wall_s=total("wall_s"), wer=errors / words if words else 0.0,
+            substitutions=total("substitutions"), deletions=total("deletions"), insertions=total("insertions"),
+            words=words, chunks=total("chunks"), failed_chunks=total("failed_chunks"),
+            node_seconds=total("node_seconds"), boundary_errors=total("boundary_errors"), cut_errors=total("cut_errors"),
+        ))
+    return out
+
+
 def _fmt(value: float | None, spec: str, signed: bool = False, suffix: str = "") -> str:
     if value is None:
         return "—"
     return format(value, ("+" if signed else "") + spec) + suffix
 
 
-def _label(row: Summary) -> str:
+def _label(row: Summary, shift_ms: int) -> str:
     if row.mode == "whole":
         return "whole file"
+    if row.mode == "shifted":
+        return f"whole, {shift_ms} ms later"
     return f"{row.nodes} node{'' if row.nodes == 1 else 's'}"
 
 
-def table(rows: list[Summary]) -> str:
+def table(rows: list[Summary], shift_ms: int = 0) -> str:
     """The summary as a Markdown table."""
     lines = [
-        "| file | audio s | run | WER % | ΔWER points | wall s | speed-up | chunks | failed chunks | boundary errors |",
-        "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|",
+        "| file | audio s | run | WER % | ΔWER points | wall s | speed-up | chunks | failed chunks "
+        "| boundary errors | cut errors |",
+        "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         whole = r.mode == "whole"
+        chunked = r.mode == "distributed"
         lines.append(
-            f"| {r.file} | {r.duration_s:.1f} | {_label(r)} | {100 * r.wer:.1f} "
+            f"| {r.file} | {r.duration_s:.1f} | {_label(r, shift_ms)} | {100 * r.wer:.1f} "
             f"| {'—' if whole else _fmt(r.wer_delta_points, '.1f', signed=True)} "
             f"| {r.wall_s:.1f} | {_fmt(r.speedup, '.2f', suffix='×')} "
-            f"| {'—' if whole else _fmt(r.chunks, 'g')} | {'—' if whole else _fmt(r.failed_chunks, 'g')} "
-            f"| {'—' if whole else _fmt(r.boundary_errors, 'g')} |"
+            + "".join(
+                f"| {_fmt(getattr(r, attr), 'g') if chunked else '—'} "
+                for attr in ("chunks", "failed_chunks", "boundary_errors", "cut_errors")
+            )
+            + "|"
         )
     return "\n".join(lines)
 
@@ -388,6 +443,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--files", nargs="+", metavar="NAME", help="only these long recordings (default: all of them)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration; medians are reported")
+    parser.add_argument(
+        "--shift-ms", type=int, default=0, metavar="MS",
+        help="also decode each whole file after MS ms of silence: the baseline's own noise (default 0: off)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results (default {DEFAULT_OUT})")
     parser.add_argument(
         "--quick", action="store_true",
@@ -404,6 +463,8 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error("--nodes must be at least 1")
     if args.min_duration < 0:
         parser.error("--min-duration must not be negative")
+    if args.shift_ms < 0:
+        parser.error("--shift-ms must not be negative")
     if args.quick:
         args.files, args.nodes = None, list(QUICK_NODES)
     # The runs start in the repository root: paths given relative to here must not change meaning.
@@ -431,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine(args.engine, args.model)
     try:
         files = _files(args)
-        runs = [run for f in files for run in bench_file(f, args.nodes, engine, args.repeat)]
+        runs = [run for f in files for run in bench_file(f, args.nodes, engine, args.repeat, args.shift_ms)]
     except BenchError as exc:
         print(f"bench.accuracy: {exc}", file=sys.stderr)
         return 2
@@ -439,10 +500,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "manifests": [str(p) for p in args.manifest], "engine": engine.name, "model": engine.model,
         "min_duration_s": args.min_duration, "files": [f.name for f in files], "nodes": args.nodes,
-        "repeat": args.repeat, "quick": args.quick,
+        "repeat": args.repeat, "quick": args.quick, "shift_ms": args.shift_ms,
     }
     save(args.out, settings, runs, rows)
-    print(table(rows))
+    print(table(rows, args.shift_ms))
     _LOGGER.info("results saved to %s", args.out)
     return 0
 

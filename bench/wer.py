@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 
 import jiwer
 
@@ -92,6 +93,39 @@ def boundary_errors(reference: str, pieces: list[tuple[int, str]], reach: int = 
     when it is within ``reach`` words of a junction; a deletion when the gap it
     leaves is within ``reach`` words of one.
     """
+    return sum(_junction_slips(reference, pieces, reach).values())
+
+
+def cut_errors(reference: str, pieces: list[tuple[int, str]], whole: str, reach: int = 1) -> int:
+    """The :func:`boundary_errors` that the whole-file transcript ``whole`` does not also make.
+
+    A word the engine drops or adds wherever it is cut (the whole file has the same deletion of the
+    same reference word, or the same word inserted at the same place) is the engine's error, not the
+    cut's. What is left are words lost or doubled because the recording was cut there.
+    """
+    slips = _junction_slips(reference, pieces, reach)
+    if not slips:
+        return 0
+    mine = normalise(whole)
+    return sum((slips - _slips(jiwer.process_words(normalise(reference), mine), mine.split())).values())
+
+
+_Slip = tuple[str, int, str]  #: ("delete", reference index, word) or ("insert", reference index before it, word)
+
+
+def _slips(out: jiwer.WordOutput, hyp: list[str], keep=lambda kind, hyp_index: True) -> Counter[_Slip]:
+    """Deleted and inserted words of one alignment, each with its place in the reference."""
+    ref = out.references[0]
+    found: Counter[_Slip] = Counter()
+    for op in out.alignments[0]:
+        if op.type == "insert":  # hypothesis words hyp_start_idx .. hyp_end_idx - 1
+            found.update(("insert", op.ref_start_idx, hyp[p]) for p in range(op.hyp_start_idx, op.hyp_end_idx) if keep("insert", p))
+        elif op.type == "delete" and keep("delete", op.hyp_start_idx):  # missing before hyp_start_idx
+            found.update(("delete", r, ref[r]) for r in range(op.ref_start_idx, op.ref_end_idx))
+    return found
+
+
+def _junction_slips(reference: str, pieces: list[tuple[int, str]], reach: int) -> Counter[_Slip]:
     words: list[str] = []
     owner: list[int] = []
     for seq, text in pieces:
@@ -101,16 +135,10 @@ def boundary_errors(reference: str, pieces: list[tuple[int, str]], reach: int = 
     junctions = [i for i in range(1, len(owner)) if owner[i] != owner[i - 1]]
     ref = normalise(reference)
     if not junctions or not ref:
-        return 0
-    out = jiwer.process_words(ref, " ".join(words))
+        return Counter()
 
-    def near(position: int, low: int) -> bool:
+    def near(kind: str, position: int) -> bool:
+        low = reach if kind == "insert" else reach - 1
         return any(j - low <= position < j + reach for j in junctions)
 
-    count = 0
-    for op in out.alignments[0]:
-        if op.type == "insert":  # hypothesis words hyp_start_idx .. hyp_end_idx - 1
-            count += sum(1 for p in range(op.hyp_start_idx, op.hyp_end_idx) if near(p, reach))
-        elif op.type == "delete" and near(op.hyp_start_idx, reach - 1):  # missing before hyp_start_idx
-            count += op.ref_end_idx - op.ref_start_idx
-    return count
+    return _slips(jiwer.process_words(ref, " ".join(words)), words, near)

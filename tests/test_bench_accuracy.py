@@ -46,10 +46,33 @@ def test_summary_takes_medians_and_compares_with_the_baseline() -> None:
 def test_table_is_markdown_with_one_row_per_configuration() -> None:
     text = table(summarise(_runs(), {"long.wav": 221.75}))
     lines = text.splitlines()
-    assert lines[0] == "| file | audio s | run | WER % | ΔWER points | wall s | speed-up | chunks | failed chunks | boundary errors |"
+    assert lines[0] == (
+        "| file | audio s | run | WER % | ΔWER points | wall s | speed-up | chunks | failed chunks | boundary errors | cut errors |"
+    )
     assert len(lines) == 4
-    assert lines[2] == "| long.wav | 221.8 | whole file | 20.0 | — | 95.0 | 1.00× | — | — | — |"
-    assert lines[3] == "| long.wav | 221.8 | 2 nodes | 23.0 | +3.0 | 50.0 | 1.90× | 11 | 0 | 0 |"
+    assert lines[2] == "| long.wav | 221.8 | whole file | 20.0 | — | 95.0 | 1.00× | — | — | — | — |"
+    assert lines[3] == "| long.wav | 221.8 | 2 nodes | 23.0 | +3.0 | 50.0 | 1.90× | 11 | 0 | 0 | 0 |"
+
+
+def test_pooled_rows_count_errors_over_words_of_all_recordings() -> None:
+    def run(file: str, mode: str, errors: int, words: int, wall: float, cut: int = 0) -> Run:
+        return Run(
+            file=file, mode=mode, nodes=2 if mode == "distributed" else 0, repeat=0, wall_s=wall, wer=errors / words,
+            substitutions=errors, deletions=0, insertions=0, words=words, boundary_errors=2 * cut, cut_errors=cut,
+        )
+
+    runs = [
+        run("a.wav", "whole", 10, 100, 20.0), run("a.wav", "distributed", 14, 100, 10.0, cut=1),
+        run("b.wav", "whole", 30, 300, 60.0), run("b.wav", "distributed", 27, 300, 40.0, cut=2),
+    ]
+    rows = summarise(runs, {"a.wav": 60.0, "b.wav": 180.0})
+    whole, dist = rows[-2:]
+    assert (whole.file, whole.mode, dist.file, dist.mode) == ("all 2 recordings", "whole", "all 2 recordings", "distributed")
+    assert whole.wer == pytest.approx(0.1) and dist.wer == pytest.approx(41 / 400)
+    assert dist.wer_delta_points == pytest.approx(0.25)  # not the mean of +4 and -1
+    assert dist.speedup == pytest.approx(80 / 50) and dist.duration_s == 240.0
+    assert (dist.boundary_errors, dist.cut_errors) == (6, 3)
+    assert table(rows).splitlines()[-1] == "| all 2 recordings | 240.0 | 2 nodes | 10.2 | +0.2 | 50.0 | 1.60× | 0 | 0 | 6 | 3 |"
 
 
 def test_long_recordings_come_from_every_manifest(tmp_path: Path) -> None:
@@ -104,6 +127,30 @@ def test_engine_and_model_reach_both_runs_and_the_json(tmp_path: Path, monkeypat
     assert doc["summary"][1]["wer_delta_points"] == pytest.approx(100 / 3)
     assert len(doc["runs"]) == 3 and doc["machine"]["nproc"]
     assert (doc["runs"][1]["chunks"], doc["runs"][1]["node_seconds"]) == (1, 1.0)
+
+
+def test_shifted_baseline_decodes_the_recording_after_some_silence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydub import AudioSegment
+    from pydub.generators import Sine
+
+    Sine(440).to_audio_segment(duration=1000).set_frame_rate(16000).set_channels(1).export(tmp_path / "a.wav", format="wav")
+    (tmp_path / "manifest.tsv").write_text(HEADER + "a.wav\t90.0\ts\tl\tone two three\n")
+    heard: list[int] = []  # length in ms of what each whole-file run decoded
+
+    def fake_timed(cmd: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
+        if "hub" in cmd:
+            return subprocess.CompletedProcess(cmd, 0, json.dumps({"segments": []}), ""), 1.0
+        heard.append(len(AudioSegment.from_file(cmd[4])))
+        return subprocess.CompletedProcess(cmd, 0, "one two three" if len(heard) == 1 else "one two", ""), 2.0
+
+    monkeypatch.setattr(bench.accuracy, "_timed", fake_timed)
+    out = tmp_path / "o.json"
+    assert main(["--manifest", str(tmp_path / "manifest.tsv"), "--nodes", "1", "--shift-ms", "250", "--out", str(out)]) == 0
+    assert heard == [1000, 1250]
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["mode"] for r in doc["summary"]] == ["whole", "shifted", "distributed"]
+    assert doc["summary"][1]["wer_delta_points"] == pytest.approx(100 / 3)
+    assert doc["settings"]["shift_ms"] == 250
 
 
 def test_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.wer import boundary_errors, normalise, ordinal_words, wer, word_errors
+from bench.wer import boundary_errors, cut_errors, normalise, ordinal_words, wer, word_errors
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,17 @@ def test_boundary_errors_count_words_lost_or_doubled_at_junctions() -> None:
     assert boundary_errors(ref, [(0, "one two"), (1, "four five six")]) == 1  # lost at the junction
     assert boundary_errors(ref, [(0, "one three"), (1, "four five six")]) == 0  # lost, but far from it
     assert boundary_errors(ref, [(0, "one two three four five six")]) == 0
+    assert boundary_errors(ref, [(0, "one two three"), (1, "three three four five six")], reach=2) == 2
+
+
+def test_cut_errors_leave_out_what_the_whole_file_gets_wrong_too() -> None:
+    ref = "one two three four five six"
+    lost = [(0, "one two"), (1, "four five six")]
+    assert cut_errors(ref, lost, whole=ref) == 1  # the whole file heard "three": the cut lost it
+    assert cut_errors(ref, lost, whole="one two four five six") == 0  # the engine drops it anyway
+    assert cut_errors(ref, lost, whole="one two four three five six") == 1  # "three" heard, elsewhere
+    doubled = [(0, "one two three"), (1, "three four five six")]
+    assert cut_errors(ref, doubled, whole=ref) == 1
+    assert cut_errors(ref, doubled, whole="one two three three four five six") == 0
+    twice = [(0, "one two three"), (1, "three three four five six")]
+    assert cut_errors(ref, twice, whole="one two three three four five six", reach=2) == 1  # once is the engine's
