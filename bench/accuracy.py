@@ -46,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,7 @@ class Run:
     cut_errors: int = 0  #: of those, the ones the whole-file transcript does not have
     exit_code: int = 0
     text: str = ""
+    pieces: list[tuple[int, str]] = field(default_factory=list)  #: (chunk seq, text) of a distributed run
 
 
 @dataclass
@@ -251,6 +252,7 @@ def run_distributed(file: CorpusFile, engine: Engine, nodes: int, repeat: int, w
         boundary_errors=boundary_errors(file.reference, pieces),
         cut_errors=cut_errors(file.reference, pieces, whole),
         exit_code=proc.returncode,
+        pieces=pieces,
         **_scored(file, hypothesis(doc)),
     )
 

@@ -97,17 +97,27 @@ def boundary_errors(reference: str, pieces: list[tuple[int, str]], reach: int = 
 
 
 def cut_errors(reference: str, pieces: list[tuple[int, str]], whole: str, reach: int = 1) -> int:
-    """The :func:`boundary_errors` that the whole-file transcript ``whole`` does not also make.
+    """The :func:`boundary_errors` that are words lost or doubled by the cut, judged against ``whole``.
 
-    A word the engine drops or adds wherever it is cut (the whole file has the same deletion of the
-    same reference word, or the same word inserted at the same place) is the engine's error, not the
-    cut's. What is left are words lost or doubled because the recording was cut there.
+    ``whole`` is the whole-file transcript of the same recording. A word deleted next to a junction
+    counts when the whole-file transcript has that word right: the engine heard it, the cut lost
+    it. A word inserted next to a junction counts when it repeats the reference word before or
+    after it (heard by both chunks) and the whole-file transcript does not insert it there too.
+    Misrecognitions that happen to align as a deletion or an insertion beside a junction, which
+    engines with many errors make anywhere, are not the cut's.
     """
     slips = _junction_slips(reference, pieces, reach)
     if not slips:
         return 0
-    mine = normalise(whole)
-    return sum((slips - _slips(jiwer.process_words(normalise(reference), mine), mine.split())).values())
+    ref, mine = normalise(reference), normalise(whole)
+    out = jiwer.process_words(ref, mine)
+    heard = {r for op in out.alignments[0] if op.type == "equal" for r in range(op.ref_start_idx, op.ref_end_idx)}
+    words = ref.split()
+    count = 0
+    for (kind, r, word), n in (slips - _slips(out, mine.split())).items():
+        if kind == "delete" and r in heard or kind == "insert" and word in words[max(0, r - 1) : r + 1]:
+            count += n
+    return count
 
 
 _Slip = tuple[str, int, str]  #: ("delete", reference index, word) or ("insert", reference index before it, word)

@@ -49,7 +49,8 @@ def test_cut_errors_leave_out_what_the_whole_file_gets_wrong_too() -> None:
     lost = [(0, "one two"), (1, "four five six")]
     assert cut_errors(ref, lost, whole=ref) == 1  # the whole file heard "three": the cut lost it
     assert cut_errors(ref, lost, whole="one two four five six") == 0  # the engine drops it anyway
-    assert cut_errors(ref, lost, whole="one two four three five six") == 1  # "three" heard, elsewhere
+    garbled = [(0, "one two three"), (1, "uh four five six")]  # a misrecognition beside the junction
+    assert (boundary_errors(ref, garbled), cut_errors(ref, garbled, whole=ref)) == (1, 0)
     doubled = [(0, "one two three"), (1, "three four five six")]
     assert cut_errors(ref, doubled, whole=ref) == 1
     assert cut_errors(ref, doubled, whole="one two three three four five six") == 0
