@@ -159,3 +159,20 @@ def test_speech_left_before_the_cut_gets_a_second_look(monkeypatch):
     assert calls == [0.0, 1.9]  # the second look starts just before the last word's end
     assert [w.text for s in spans for w in s.words] == ["we heard", "this", "Second.", "Seconds."]
     assert text == "we heard this Second. Seconds."
+
+
+def test_the_sampling_seed_is_fixed_before_the_model_is_loaded(monkeypatch):
+    """faster-whisper samples again at rising temperatures when a window's text looks like a loop;
+    CTranslate2 seeds its sampling threads from this seed at their first draw, or from the system's
+    entropy. A narrow test: that the engine sets it. bench.accuracy showed the effect with Whisper
+    base on a list of numbers: two whole-file runs gave two different texts without the seed,
+    and the same text with it."""
+    import ctranslate2
+
+    from edge_node.engines import create_engine
+    from edge_node.engines.whisper import _SEED
+
+    seeds: list[int] = []
+    monkeypatch.setattr(ctranslate2, "set_random_seed", seeds.append)
+    create_engine("whisper", model_dir())
+    assert seeds == [_SEED]

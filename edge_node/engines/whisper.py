@@ -30,6 +30,7 @@ _TAIL_SPEECH_S = 0.15  #: and at least this much of it loud (speech, not the pau
 _SPEECH_SHARE = 10 ** (-16 / 20)  #: loud: within 16 dB of the chunk's loud frames (as hub.chunking's pauses)
 _TAIL_LEAD_S = 0.1  #: the second look starts this much before the last word's end
 _TAIL_AFTER_S = 0.5  #: and runs this far past the cut, so the stretch does not end on a word
+_SEED = 0  #: CTranslate2's sampling seed (see WhisperEngine.__init__)
 
 
 class WhisperEngine:
@@ -49,6 +50,14 @@ class WhisperEngine:
         if self.model.endswith(".en") and self._lang != "en":
             raise EngineUnavailable(f"engine whisper: model {self.model} is English-only, not {language}")
         threads = int(os.environ.get("EDGESCRIBE_ENGINE_THREADS", "1"))
+        # A window whose text looks like a loop is decoded again by sampling, at rising temperatures.
+        # CTranslate2 seeds each thread's generator once, at its first draw, from this seed, or from
+        # the system's entropy when none was set. With it, one process decoding the same audio in the
+        # same order gives the same text: `edge_node transcribe` is reproducible. A node's chunks
+        # still depend on which chunks it decoded before (docs/architecture.md).
+        import ctranslate2
+
+        ctranslate2.set_random_seed(_SEED)
         try:
             self._model = WhisperModel(
                 str(path) if local else self.model, device="cpu", compute_type="int8", cpu_threads=threads,
