@@ -51,10 +51,8 @@ class WhisperEngine:
             raise EngineUnavailable(f"engine whisper: model {self.model} is English-only, not {language}")
         threads = int(os.environ.get("EDGESCRIBE_ENGINE_THREADS", "1"))
         # A window whose text looks like a loop is decoded again by sampling, at rising temperatures.
-        # CTranslate2 seeds each thread's generator once, at its first draw, from this seed, or from
-        # the system's entropy when none was set. With it, one process decoding the same audio in the
-        # same order gives the same text: `edge_node transcribe` is reproducible. A node's chunks
-        # still depend on which chunks it decoded before (docs/architecture.md).
+        # CTranslate2 seeds each of its threads' generators once, at the thread's first draw, from
+        # this seed (else from the system's entropy). See _fresh_sampler for the rest.
         import ctranslate2
 
         ctranslate2.set_random_seed(_SEED)
@@ -63,9 +61,17 @@ class WhisperEngine:
                 str(path) if local else self.model, device="cpu", compute_type="int8", cpu_threads=threads,
                 local_files_only=local,
             )
+            if local:
+                self._model_path = str(path)
+            else:
+                from faster_whisper.utils import download_model
+
+                self._model_path = download_model(self.model, local_files_only=True)  # just fetched
         except Exception as exc:  # noqa: BLE001 - any load failure is a one-line start-up error
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise EngineUnavailable(f"engine whisper could not load model {self.model}: {first[:300]}") from None
+        self._threads = threads
+        self._model.model = _SamplingWatch(self._model.model)
 
     def transcribe(self, audio: sr.AudioData) -> str:
         return self.transcribe_timed(audio)[0]
@@ -77,6 +83,9 @@ class WhisperEngine:
         Whisper sometimes skips a short word that stands alone between pauses. Before the cut no
         other chunk hears it, so when speech is left after the last word heard before the cut, that
         stretch is decoded once more on its own (with half a second past the cut) and its words added.
+        When nothing at all was heard before the cut, the chunk's own audio is decoded alone, as if it
+        had no context (Whisper base heard nothing in 22 s of spoken numbers with their context, and
+        all of them without).
         """
         import numpy as np
 
@@ -94,10 +103,13 @@ class WhisperEngine:
     def _decode(self, samples, offset_s: float, own_end_s: float) -> tuple[Span, ...]:
         """Spans of ``samples`` (which start ``offset_s`` into the chunk), stopping at the first segment
         that starts at or after ``own_end_s``; times in chunk time."""
+        self._model.model.sampled = False
         decoded, _ = self._model.transcribe(
             samples, language=self._lang, beam_size=5, condition_on_previous_text=False, word_timestamps=True,
         )
-        segments = itertools.takewhile(lambda s: s.start + offset_s < own_end_s, decoded)  # lazily, window by window
+        segments = list(itertools.takewhile(lambda s: s.start + offset_s < own_end_s, decoded))  # window by window
+        if self._model.model.sampled:
+            self._fresh_sampler()
         return tuple(
             Span(
                 round(s.start + offset_s, 2), round(s.end + offset_s, 2), s.text.strip(),
@@ -111,13 +123,31 @@ class WhisperEngine:
             if s.text.strip()
         )
 
+    def _fresh_sampler(self) -> None:
+        """Give the model a sampling generator that has drawn nothing yet, seeded with ``_SEED``.
+
+        CTranslate2 decodes in its own worker threads, and each keeps one generator for its life, so
+        a decoding that sampled leaves the next one a generator further on: the text of a chunk that
+        needs sampling would depend on which chunks its node decoded before, and differ from run to
+        run (Whisper base on a list of spoken numbers lost 15 words at a cut in 2 of 3 runs, and
+        not in the third). New worker threads draw afresh. Loading the model again takes about
+        0.3 s for base, and only after a decoding that sampled (which the segments do not tell: when
+        every temperature fails, faster-whisper may keep the unsampled text).
+        """
+        import ctranslate2
+
+        _LOGGER.debug("a decoding sampled: reloading the model for a fresh sampling generator")
+        self._model.model = _SamplingWatch(ctranslate2.models.Whisper(
+            self._model_path, device="cpu", compute_type="int8", intra_threads=self._threads,
+        ))
+
     def _unheard_tail(self, samples, spans: tuple[Span, ...], own_end_s: float) -> Span | None:
         """Words of speech left between the last word heard before ``own_end_s`` and it, decoded alone."""
         import numpy as np
 
         heard = [w.end_s for s in spans for w in s.words if w.mid_s < own_end_s]
-        last_s = max(heard, default=own_end_s)
-        if own_end_s - last_s < _TAIL_GAP_S:  # nothing heard before the cut, or too little left after it
+        last_s = max(heard, default=0.0)  # nothing heard: the whole of the chunk's own audio is left
+        if own_end_s - last_s < _TAIL_GAP_S:  # too little left after the last word
             return None
         frame = int(_RATE * _FRAME_S)
         own = samples[: int(own_end_s * _RATE)]
@@ -129,7 +159,10 @@ class WhisperEngine:
         if int(loud[first:last].sum()) * _FRAME_S < _TAIL_SPEECH_S:
             return None
         start_s = max(0.0, last_s - _TAIL_LEAD_S)
-        clip = samples[int(start_s * _RATE): int(min(len(samples) / _RATE, own_end_s + _TAIL_AFTER_S) * _RATE)]
+        # past the cut, so the stretch does not end inside a word; nothing heard: the chunk alone, which
+        # ends in a pause (Whisper base heard nothing either with the start of the next word)
+        end_s = min(len(samples) / _RATE, own_end_s + _TAIL_AFTER_S) if heard else own_end_s
+        clip = samples[int(start_s * _RATE): int(end_s * _RATE)]
         words = [
             w for s in self._decode(clip, start_s, math.inf) for w in s.words
             if last_s < w.mid_s < own_end_s
@@ -138,6 +171,22 @@ class WhisperEngine:
             return None
         _LOGGER.debug("heard %d word(s) again before the cut at %.2f s", len(words), own_end_s)
         return Span(words[0].start_s, words[-1].end_s, " ".join(w.text for w in words), tuple(words))
+
+
+class _SamplingWatch:
+    """faster-whisper's CTranslate2 model, noting when it is asked to sample (``sampled``)."""
+
+    def __init__(self, model) -> None:
+        self._model = model
+        self.sampled = False
+
+    def generate(self, *args, **kwargs):
+        if kwargs.get("sampling_temperature", 0) > 0:  # faster-whisper's temperature fallback
+            self.sampled = True
+        return self._model.generate(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
 
 
 def _before(spans: tuple[Span, ...], end_s: float) -> tuple[Span, ...]:
