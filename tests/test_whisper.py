@@ -176,3 +176,63 @@ def test_the_sampling_seed_is_fixed_before_the_model_is_loaded(monkeypatch):
     monkeypatch.setattr(ctranslate2, "set_random_seed", seeds.append)
     create_engine("whisper", model_dir())
     assert seeds == [_SEED]
+
+
+def test_nothing_heard_before_the_cut_gets_the_chunks_own_audio_decoded_alone(monkeypatch):
+    """Whisper base heard nothing in 22 s of spoken numbers followed by their context, and all of them
+    without it: when no word lies before the cut, the second look is the chunk's own audio, to the cut.
+    The model's answers are replaced here (a narrow test); the benchmark ran the real ones."""
+    import numpy as np
+    import speech_recognition as sr
+
+    from edge_node.engines import create_engine
+
+    engine = create_engine("whisper", model_dir())
+    rate, own_end, context = 16000, 4.0, 2.0
+    samples = np.zeros(int(rate * (own_end + context)), dtype=np.int16)
+    samples[rate // 2 : rate * 3] = 8000  # speech in the chunk's own audio
+    clips = []
+
+    def decode(clip, offset_s, own_end_s):
+        clips.append((offset_s, len(clip) / rate))
+        if len(clips) == 1:  # with the context: only a word after the cut
+            return (Span(4.5, 5.0, "later", (Word(4.5, 5.0, "later", 0.9),)),)
+        return (Span(0.5, 2.9, "sixtieth sixth", (Word(0.5, 1.6, "sixtieth", 0.8), Word(1.7, 2.9, "sixth", 0.8))),)
+
+    monkeypatch.setattr(engine, "_decode", decode)
+    text, spans = engine.transcribe_timed(sr.AudioData(samples.tobytes(), rate, 2), context)
+    assert clips == [(0.0, own_end + context), (0.0, own_end)]  # the second: the chunk alone, to the cut
+    assert text == "sixtieth sixth"
+    samples[:] = 0  # a digitally silent chunk: nothing to look for again
+    clips.clear()
+    text, spans = engine.transcribe_timed(sr.AudioData(samples.tobytes(), rate, 2), context)
+    assert len(clips) == 1 and text == "later"  # words heard in the context are the hub's to drop
+
+
+def test_a_decoding_that_sampled_leaves_the_next_a_fresh_generator(corpus):
+    """CTranslate2 keeps one sampling generator per worker thread for the thread's life: after a
+    decoding that sampled (faster-whisper's temperature fallback), the engine loads the model anew."""
+    import speech_recognition as sr
+
+    from edge_node.engines import create_engine
+    from edge_node.engines.whisper import _SamplingWatch
+
+    class Inner:
+        is_multilingual = False
+
+        def generate(self, *args, **kwargs):
+            return ["result"]
+
+    watch = _SamplingWatch(Inner())
+    assert watch.generate("features", beam_size=5) == ["result"] and not watch.sampled
+    assert watch.is_multilingual is False  # everything else goes to the model
+    watch.generate("features", beam_size=1, sampling_temperature=0.4)
+    assert watch.sampled
+
+    engine = create_engine("whisper", model_dir())
+    first = engine._model.model
+    assert isinstance(first, _SamplingWatch)
+    engine._fresh_sampler()  # with the real library: a new model, and it still transcribes
+    assert engine._model.model is not first and isinstance(engine._model.model, _SamplingWatch)
+    audio, reference = speech(corpus, ["jfk"])
+    assert wer(reference, engine.transcribe(sr.AudioData(audio.raw_data, 16000, 2))) < 0.1

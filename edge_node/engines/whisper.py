@@ -28,6 +28,7 @@ _FRAME_S = 0.02
 _TAIL_GAP_S = 0.5  #: at least this much between the last word heard and the cut for a second look
 _TAIL_SPEECH_S = 0.15  #: and at least this much of it loud (speech, not the pause)
 _SPEECH_SHARE = 10 ** (-16 / 20)  #: loud: within 16 dB of the chunk's loud frames (as hub.chunking's pauses)
+_SILENCE_RMS = 10 ** (-60 / 20)  #: and above -60 dBFS: a silent chunk has no loud frames
 _TAIL_LEAD_S = 0.1  #: the second look starts this much before the last word's end
 _TAIL_AFTER_S = 0.5  #: and runs this far past the cut, so the stretch does not end on a word
 _SEED = 0  #: CTranslate2's sampling seed (see WhisperEngine.__init__)
@@ -154,7 +155,7 @@ class WhisperEngine:
         rms = np.sqrt(np.mean(own[: len(own) // frame * frame].reshape(-1, frame) ** 2, axis=1))
         if rms.size == 0:
             return None
-        loud = rms >= np.percentile(rms, 90) * _SPEECH_SHARE
+        loud = (rms >= np.percentile(rms, 90) * _SPEECH_SHARE) & (rms >= _SILENCE_RMS)
         first, last = int(last_s / _FRAME_S) + 1, int(own_end_s / _FRAME_S)
         if int(loud[first:last].sum()) * _FRAME_S < _TAIL_SPEECH_S:
             return None
