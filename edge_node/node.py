@@ -182,9 +182,12 @@ class EdgeNode:
             # No point working past the hub's lease (it reassigns then), nor past this node's own limit.
             own_limit = self.settings.engine_timeout_s + self.settings.engine_timeout_factor * chunk.duration_s
             timeout = min(own_limit, chunk.lease_s + _CLOCK_SLACK_S)
+            decoded_s = 0.0  # seconds of audio the engine was given
             try:
                 context_s = chunk.context_s if self._context else 0.0  # else cut off here
-                outcome = engine.transcribe(*chunk_pcm(chunk, self._context), timeout=timeout, context_s=context_s)
+                pcm, rate, width = chunk_pcm(chunk, self._context)
+                decoded_s = len(pcm) / (rate * width)
+                outcome = engine.transcribe(pcm, rate, width, timeout=timeout, context_s=context_s)
             except Exception as exc:  # noqa: BLE001 - a worker must survive anything a chunk does
                 _LOGGER.exception("chunk %s/%d failed", chunk.job_id, chunk.seq)
                 outcome = Outcome(ResultStatus.ERROR, reason=f"{type(exc).__name__}: {exc}")
@@ -197,7 +200,6 @@ class EdgeNode:
                 self._done += 1
                 # Only real transcriptions measure speed: an engine that crashes at once must not make
                 # this node look fastest (hubs would send it every chunk first), nor a hang make it look slow.
-                decoded_s = chunk.duration_s if self._context else chunk.duration_s - chunk.context_s
                 if decoded_s > 0 and status in (ResultStatus.OK, ResultStatus.NO_SPEECH):
                     rtf = spent / decoded_s  # per second of audio the engine was given
                     self._rtf = rtf if self._rtf is None else (1 - _RTF_WEIGHT) * self._rtf + _RTF_WEIGHT * rtf
