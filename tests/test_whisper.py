@@ -236,3 +236,7 @@ def test_a_decoding_that_sampled_leaves_the_next_a_fresh_generator(corpus):
     assert engine._model.model is not first and isinstance(engine._model.model, _SamplingWatch)
     audio, reference = speech(corpus, ["jfk"])
     assert wer(reference, engine.transcribe(sr.AudioData(audio.raw_data, 16000, 2))) < 0.1
+    second = engine._model.model
+    second.sampled = True  # as if the last decoding sampled (and then failed, say)
+    assert wer(reference, engine.transcribe(sr.AudioData(audio.raw_data, 16000, 2))) < 0.1
+    assert engine._model.model is not second  # the decoding had a fresh generator

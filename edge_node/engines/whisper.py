@@ -32,6 +32,7 @@ _SILENCE_RMS = 10 ** (-60 / 20)  #: and above -60 dBFS: a silent chunk has no lo
 _TAIL_LEAD_S = 0.1  #: the second look starts this much before the last word's end
 _TAIL_AFTER_S = 0.5  #: and runs this far past the cut, so the stretch does not end on a word
 _SEED = 0  #: CTranslate2's sampling seed (see WhisperEngine.__init__)
+_DEVICE, _COMPUTE_TYPE = "cpu", "int8"  #: for loading the model, and loading it again (_fresh_sampler)
 
 
 class WhisperEngine:
@@ -59,7 +60,7 @@ class WhisperEngine:
         ctranslate2.set_random_seed(_SEED)
         try:
             self._model = WhisperModel(
-                str(path) if local else self.model, device="cpu", compute_type="int8", cpu_threads=threads,
+                str(path) if local else self.model, device=_DEVICE, compute_type=_COMPUTE_TYPE, cpu_threads=threads,
                 local_files_only=local,
             )
             if local:
@@ -104,13 +105,12 @@ class WhisperEngine:
     def _decode(self, samples, offset_s: float, own_end_s: float) -> tuple[Span, ...]:
         """Spans of ``samples`` (which start ``offset_s`` into the chunk), stopping at the first segment
         that starts at or after ``own_end_s``; times in chunk time."""
-        self._model.model.sampled = False
+        if self._model.model.sampled:  # the last decoding sampled, even if it then failed
+            self._fresh_sampler()
         decoded, _ = self._model.transcribe(
             samples, language=self._lang, beam_size=5, condition_on_previous_text=False, word_timestamps=True,
         )
-        segments = list(itertools.takewhile(lambda s: s.start + offset_s < own_end_s, decoded))  # window by window
-        if self._model.model.sampled:
-            self._fresh_sampler()
+        segments = itertools.takewhile(lambda s: s.start + offset_s < own_end_s, decoded)  # lazily, window by window
         return tuple(
             Span(
                 round(s.start + offset_s, 2), round(s.end + offset_s, 2), s.text.strip(),
@@ -132,14 +132,14 @@ class WhisperEngine:
         needs sampling would depend on which chunks its node decoded before, and differ from run to
         run (Whisper base on a list of spoken numbers lost 15 words at a cut in 2 of 3 runs, and
         not in the third). New worker threads draw afresh. Loading the model again takes about
-        0.3 s for base, and only after a decoding that sampled (which the segments do not tell: when
-        every temperature fails, faster-whisper may keep the unsampled text).
+        0.3 s for base, and happens only before a decoding that follows one that sampled (which the
+        segments do not tell: when every temperature fails, faster-whisper may keep the unsampled text).
         """
         import ctranslate2
 
         _LOGGER.debug("a decoding sampled: reloading the model for a fresh sampling generator")
         self._model.model = _SamplingWatch(ctranslate2.models.Whisper(
-            self._model_path, device="cpu", compute_type="int8", intra_threads=self._threads,
+            self._model_path, device=_DEVICE, compute_type=_COMPUTE_TYPE, intra_threads=self._threads,
         ))
 
     def _unheard_tail(self, samples, spans: tuple[Span, ...], own_end_s: float) -> Span | None:
