@@ -139,6 +139,7 @@ def test_speech_left_before_the_cut_gets_a_second_look(monkeypatch):
     burst = slice(int(rate * 2.6), int(rate * 3.4))
 
     calls = []
+    sure = [0.6]  # the model's probability for the words the second look hears
 
     def decode(samples_, offset_s, own_end_s):
         calls.append(offset_s)
@@ -147,7 +148,7 @@ def test_speech_left_before_the_cut_gets_a_second_look(monkeypatch):
                 Word(0.0, 1.0, "we heard", 0.9), Word(1.0, 2.0, "this", 0.9), Word(4.5, 5.0, "that", 0.9),
             ), 0.8),)
         return (Span(offset_s, offset_s + 1.6, "Second. Seconds.", (
-            Word(2.6, 3.0, "Second.", 0.6), Word(3.0, 3.4, "Seconds.", 0.7), Word(4.2, 4.4, "Next", 0.5),
+            Word(2.6, 3.0, "Second.", sure[0]), Word(3.0, 3.4, "Seconds.", sure[0] + 0.1), Word(4.2, 4.4, "Next", 0.5),
         )),)
 
     monkeypatch.setattr(engine, "_decode", decode)
@@ -159,6 +160,12 @@ def test_speech_left_before_the_cut_gets_a_second_look(monkeypatch):
     assert calls == [0.0, 1.9]  # the second look starts just before the last word's end
     assert [w.text for s in spans for w in s.words] == ["we heard", "this", "Second.", "Seconds."]
     assert text == "we heard this Second. Seconds."
+
+    sure[0] = 0.2  # the same second look, unsure (Whisper base heard "K." early, the next chunk's first word)
+    calls.clear()
+    text, spans = engine.transcribe_timed(sr.AudioData(samples.tobytes(), rate, 2), context)
+    assert calls == [0.0, 1.9]  # looked again, and kept nothing from it: the first decoding stands
+    assert text == "we heard this and that"  # "and that" was heard in the context, for the hub to drop
 
 
 def test_the_sampling_seed_is_fixed_before_the_model_is_loaded(monkeypatch):
