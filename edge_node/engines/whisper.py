@@ -173,9 +173,9 @@ class WhisperEngine:
         if not words:
             return None
         # On a short stretch Whisper also guesses: the start of the next chunk's first word, heard early
-        # and timed before the cut (a doubled word), or "You" in the tail of a word. On 12 long recordings,
-        # the 14 second looks that fired kept 5 right readings with a mean probability of 0.37-0.99 (tiny.en
-        # and base), and 8 wrong ones with 0.04-0.31 (base; one of tiny.en's, at 0.40, stays).
+        # and timed before the cut (a doubled word), or "You" in the tail of a word. On 12 long recordings
+        # (tiny.en and base) 13 second looks fired: 4 right readings had a mean probability of 0.37-0.99,
+        # a half-right one 0.40, and 8 wrong ones (base) 0.04-0.31.
         known = [w.confidence for w in words if w.confidence is not None]
         if known and sum(known) / len(known) < _TAIL_MIN_CONFIDENCE:
             _LOGGER.debug("a second look before the cut at %.2f s was unsure (%s): not kept", own_end_s, " ".join(w.text for w in words))
