@@ -131,6 +131,7 @@ class EdgeNode:
             rtf=None if self._rtf is None else round(self._rtf, 4),
             hostname=socket.gethostname()[:256],
             software=f"edgescribe-node/{__version__}",
+            reads_context=self._context,
         )
 
     def _publish_status(self) -> None:

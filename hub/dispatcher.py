@@ -15,7 +15,9 @@ Rules:
   measured real-time factor), after any ``prefer_engine``/``prefer_model``
   nodes that are free (the others still take work when those are busy), and
   a retry avoids the nodes that already failed that chunk.
-- Each assignment has a lease: ``lease_base_s + lease_factor * duration * rtf``.
+- Each assignment has a lease: ``lease_base_s + lease_factor * duration * rtf``,
+  where ``duration`` is the audio the node decodes: without the chunk's trailing
+  context when the node says it cuts that off (``NodeStatus.reads_context``).
   When it runs out, or the node goes offline, the chunk is queued again. A node
   whose lease ran out gets no more chunks until it publishes a status again
   (it may be dead with a stale retained ``online``). A ``draining`` node gets
@@ -121,8 +123,7 @@ class Dispatcher:
             if chunk.state is ChunkState.ASSIGNED and chunk.node_id:
                 view = self.nodes.setdefault(chunk.node_id, NodeView(NodeStatus(chunk.node_id, NodeState.OFFLINE)))
                 view.mine += 1
-                rtf = view.status.rtf or self.settings.default_rtf
-                chunk.lease_deadline = now + self.settings.lease_base_s + self.settings.lease_factor * chunk.duration_s * rtf
+                chunk.lease_deadline = now + self._lease_s(view, chunk)
             elif chunk.state is ChunkState.ASSIGNED:
                 chunk.state = ChunkState.QUEUED
         self._check_finished(job)
@@ -220,8 +221,7 @@ class Dispatcher:
                 free[node_id] -= 1
                 view = self.nodes[node_id]
                 view.mine += 1
-                rtf = view.status.rtf or self.settings.default_rtf
-                lease = self.settings.lease_base_s + self.settings.lease_factor * chunk.duration_s * rtf
+                lease = self._lease_s(view, chunk)
                 chunk.state = ChunkState.ASSIGNED
                 chunk.node_id = node_id
                 chunk.attempt += 1
@@ -306,6 +306,12 @@ class Dispatcher:
             and v.status.state is NodeState.ONLINE and not v.suspect and same_language(v.status.language, language)
             for nid, v in self.nodes.items()
         )
+
+    def _lease_s(self, view: NodeView, chunk: ChunkWork) -> float:
+        """How long ``view``'s node may take over ``chunk`` before it goes to another node."""
+        rtf = view.status.rtf or self.settings.default_rtf
+        decoded_s = chunk.duration_s if view.status.reads_context else chunk.heard_s
+        return self.settings.lease_base_s + self.settings.lease_factor * decoded_s * rtf
 
     def _release(self, chunk: ChunkWork) -> None:
         if chunk.state is ChunkState.ASSIGNED and chunk.node_id in self.nodes:

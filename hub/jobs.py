@@ -53,8 +53,13 @@ class ChunkWork:
 
     @property
     def duration_s(self) -> float:
-        """Length of the audio sent for this chunk (overlap included)."""
+        """Length of the audio sent for this chunk (overlap and context included)."""
         return (self.spec.audio_end_ms - self.spec.audio_start_ms) / 1000
+
+    @property
+    def heard_s(self) -> float:
+        """Length of the audio sent for this chunk without its trailing context."""
+        return (self.spec.heard_end_ms - self.spec.audio_start_ms) / 1000
 
 
 @dataclass

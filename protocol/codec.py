@@ -92,6 +92,12 @@ class Fields:
             raise ProtocolError(f"field {key!r}={value} is outside [{low}, {high}]")
         return value
 
+    def flag(self, key: str, default: bool) -> bool:
+        value = self._get(key, default)
+        if not isinstance(value, bool):
+            raise ProtocolError(f"field {key!r} must be true or false")
+        return value
+
     def optional_number(self, key: str, low: float, high: float) -> float | None:
         if self._h.get(key) is None:
             return None

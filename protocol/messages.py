@@ -250,6 +250,9 @@ class NodeStatus:
     rtf: float | None = None  #: measured processing seconds per audio second (lower is faster)
     hostname: str = ""
     software: str = ""
+    #: the engine decodes a chunk's trailing context; if not, the node cuts it off, and the
+    #: hub's lease covers only the rest (absent: true, as nodes older than the field decode it all)
+    reads_context: bool = True
 
     def encode(self) -> bytes:
         return pack(_header(self))
@@ -270,4 +273,5 @@ class NodeStatus:
             rtf=f.optional_number("rtf", 0.0, 1e4),
             hostname=f.text("hostname", 256, ""),
             software=f.text("software", 64, ""),
+            reads_context=f.flag("reads_context", True),
         )

@@ -41,6 +41,20 @@ def test_assigns_only_free_capacity_and_fastest_first():
     assert got[0].lease_s == pytest.approx(10 + 2 * 10 * 0.2)
 
 
+def test_a_lease_covers_the_audio_the_node_decodes():
+    """A chunk with 10 s of its own and 8 s of trailing context: a node that decodes the context
+    (Whisper) gets a lease for 18 s of audio, one that cuts it off (PocketSphinx) for 10 s."""
+    d = Dispatcher(SETTINGS)
+    d.node_status(NodeStatus(node_id="whisper", state=NodeState.ONLINE, rtf=0.2, reads_context=True), 0)
+    d.node_status(NodeStatus(node_id="sphinx", state=NodeState.ONLINE, rtf=0.2, reads_context=False), 0)
+    j = Job(id="j", name="j", audio=AudioSegment.silent(duration=40_000, frame_rate=16000), chunks=[
+        ChunkWork(i, ChunkSpec(i * 10_000, (i + 1) * 10_000, context_ms=8_000)) for i in range(2)
+    ])
+    d.add_job(j)
+    leases = {a.node_id: a.lease_s for a in d.assign(0)}
+    assert leases == {"whisper": pytest.approx(10 + 2 * 18 * 0.2), "sphinx": pytest.approx(10 + 2 * 10 * 0.2)}
+
+
 def test_capacity_counts_other_hubs_work():
     d = Dispatcher(SETTINGS)
     d.node_status(node("n", capacity=2, active=2), 0)  # busy with another hub's chunks

@@ -297,6 +297,7 @@ def test_a_nodes_real_time_factor_counts_only_the_audio_its_engine_decoded(broke
         wait_until(lambda: all(n.rtf is not None for n in hub.nodes()), changed, 30, "a measured real-time factor")
         (node,) = hub.nodes()
         assert 0.17 <= node.rtf <= 0.5, node  # with the context counted it would be about 0.06
+        assert node.reads_context is False  # so the hub's leases cover the chunks without their context
     finally:
         hub.stop()
         nodes.stop()

@@ -42,7 +42,7 @@ RESULT = Result(
 )
 STATUS = NodeStatus(
     node_id="pi-4", state=NodeState.ONLINE, engine="sphinx", model="m", language="en-US",
-    capacity=2, active=1, done=7, rtf=0.45, hostname="pi", software="edgescribe-node/0.1.0",
+    capacity=2, active=1, done=7, rtf=0.45, hostname="pi", software="edgescribe-node/0.1.0", reads_context=False,
 )
 
 
@@ -79,6 +79,11 @@ def test_chunk_audio_is_raw_bytes_after_the_header():
     head, audio = data.split(b"\n", 1)
     assert audio == CHUNK.audio
     assert b"RIFF" not in head and len(head) < 400
+
+
+def test_a_status_from_a_node_older_than_reads_context_says_it_decodes_the_context():
+    """Such nodes decode every second they are sent, so the hub's lease must cover it all."""
+    assert NodeStatus.decode(_header_with(STATUS, reads_context=_DELETE)).reads_context is True
 
 
 def test_node_status_without_rtf():
@@ -126,6 +131,8 @@ _DELETE = object()
         (STATUS, {"capacity": 0}, "capacity"),
         (STATUS, {"state": "sleeping"}, "state"),
         (STATUS, {"rtf": "fast"}, "rtf"),
+        (STATUS, {"reads_context": "no"}, "reads_context"),
+        (STATUS, {"reads_context": 0}, "reads_context"),
         (CHUNK, {"audio_bytes": 10}, "audio length"),
         (CHUNK, {"context_s": 20.0}, "longer than the chunk"),
         (CHUNK, {"context_s": -1}, "context_s"),
