@@ -11,15 +11,19 @@ from hub.jobs import ChunkState, ChunkWork, Job, JobState
 from protocol.messages import NodeState, NodeStatus, Result, ResultStatus
 
 
-def job(n: int = 4, seconds: int = 10, job_id: str = "j1") -> Job:
+def job(n: int = 4, seconds: int = 10, job_id: str = "j1", context_ms: int = 0) -> Job:
     audio = AudioSegment.silent(duration=n * seconds * 1000, frame_rate=16000)
-    chunks = [ChunkWork(i, ChunkSpec(i * seconds * 1000, (i + 1) * seconds * 1000)) for i in range(n)]
+    chunks = [
+        ChunkWork(i, ChunkSpec(i * seconds * 1000, (i + 1) * seconds * 1000, context_ms=context_ms)) for i in range(n)
+    ]
     return Job(id=job_id, name=job_id, audio=audio, chunks=chunks)
 
 
-def node(node_id: str, capacity: int = 1, active: int = 0, rtf: float | None = None, online: bool = True) -> NodeStatus:
+def node(
+    node_id: str, capacity: int = 1, active: int = 0, rtf: float | None = None, online: bool = True, reads_context: bool = True,
+) -> NodeStatus:
     state = NodeState.ONLINE if online else NodeState.OFFLINE
-    return NodeStatus(node_id=node_id, state=state, capacity=capacity, active=active, rtf=rtf)
+    return NodeStatus(node_id=node_id, state=state, capacity=capacity, active=active, rtf=rtf, reads_context=reads_context)
 
 
 def answer(a, status=ResultStatus.OK, text="words", node_id=None) -> Result:
@@ -45,12 +49,9 @@ def test_a_lease_covers_the_audio_the_node_decodes():
     """A chunk with 10 s of its own and 8 s of trailing context: a node that decodes the context
     (Whisper) gets a lease for 18 s of audio, one that cuts it off (PocketSphinx) for 10 s."""
     d = Dispatcher(SETTINGS)
-    d.node_status(NodeStatus(node_id="whisper", state=NodeState.ONLINE, rtf=0.2, reads_context=True), 0)
-    d.node_status(NodeStatus(node_id="sphinx", state=NodeState.ONLINE, rtf=0.2, reads_context=False), 0)
-    j = Job(id="j", name="j", audio=AudioSegment.silent(duration=40_000, frame_rate=16000), chunks=[
-        ChunkWork(i, ChunkSpec(i * 10_000, (i + 1) * 10_000, context_ms=8_000)) for i in range(2)
-    ])
-    d.add_job(j)
+    d.node_status(node("whisper", rtf=0.2, reads_context=True), 0)
+    d.node_status(node("sphinx", rtf=0.2, reads_context=False), 0)
+    d.add_job(job(2, context_ms=8_000))
     leases = {a.node_id: a.lease_s for a in d.assign(0)}
     assert leases == {"whisper": pytest.approx(10 + 2 * 18 * 0.2), "sphinx": pytest.approx(10 + 2 * 10 * 0.2)}
 
