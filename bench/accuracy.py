@@ -36,59 +36,45 @@ the virtual environment is found with::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydub import AudioSegment
 
-from bench.wer import boundary_errors, cut_errors, wer, word_errors
+from bench.common import (
+    DEFAULT_CORPUS,
+    ROOT,
+    BenchError,
+    CorpusFile,
+    Engine,
+    default_manifests,
+    hypothesis,
+    load_manifests,
+    machine_info,
+    select_files,
+)
+from bench.common import ENV_PREFIX as ENV_PREFIX  # noqa: F401 - re-exported: bench.soak takes it from here
+from bench.common import child_env as _child_env
+from bench.common import read_manifest as read_manifest  # noqa: F401 - re-exported for bench.soak and its tests
+from bench.common import scored as _scored
+from bench.wer import boundary_errors, cut_errors
 
 _LOGGER = logging.getLogger("bench.accuracy")
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus"
 DEFAULT_OUT = Path("bench/results/accuracy.json")
 DEFAULT_MIN_DURATION_S = 60.0
 DEFAULT_NODES = (1, 2, 4)
 QUICK_NODES = (2,)
 RUN_TIMEOUT_S = 3600.0
 STDERR_TAIL = 2000
-ENV_PREFIX = "EDGESCRIBE_"
-
-
-class BenchError(Exception):
-    """A run or the set-up failed; the message is for the user."""
-
-
-@dataclass(frozen=True)
-class Engine:
-    """The engine and model of both the baseline and the local nodes; no model means the engine's default."""
-
-    name: str
-    model: str | None = None
-
-    def flags(self) -> list[str]:
-        return ["--engine", self.name, *(["--model", self.model] if self.model else [])]
-
-
-@dataclass(frozen=True)
-class CorpusFile:
-    name: str
-    path: Path
-    duration_s: float
-    reference: str
 
 
 @dataclass
@@ -139,54 +125,7 @@ class Summary:
     wer_delta_points: float | None = None
 
 
-# --- corpus -------------------------------------------------------------------------------
-
-
-def read_manifest(path: Path) -> list[CorpusFile]:
-    """Rows of one tab-separated manifest; file paths are relative to the manifest's folder."""
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [
-        CorpusFile(row["file"], path.parent / row["file"], float(row["duration_s"]), row["reference"])
-        for row in rows
-    ]
-
-
-def default_manifests(corpus: Path = DEFAULT_CORPUS) -> list[Path]:
-    """The corpus's manifest, and its text-to-speech manifest when there is one."""
-    tts = corpus / "tts" / "manifest.tsv"
-    return [corpus / "manifest.tsv", *([tts] if tts.is_file() else [])]
-
-
-def load_manifests(paths: list[Path]) -> list[CorpusFile]:
-    """Every row of the manifests, in the order given."""
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise BenchError(f"manifest not found: {', '.join(missing)} (pass --manifest PATH)")
-    return [f for path in paths for f in read_manifest(path)]
-
-
-def select_files(corpus: list[CorpusFile], names: list[str] | None, min_duration_s: float) -> list[CorpusFile]:
-    """The long recordings (at least ``min_duration_s``): those named, in the order given, or all."""
-    if not names:
-        return [f for f in corpus if f.duration_s >= min_duration_s]
-    by_name = {f.name: f for f in corpus}
-    missing = [n for n in names if Path(n).name not in by_name]
-    if missing:
-        raise BenchError(f"not in the manifests: {', '.join(missing)}")
-    chosen = [by_name[Path(n).name] for n in names]
-    short = [f"{f.name} ({f.duration_s:g} s)" for f in chosen if f.duration_s < min_duration_s]
-    if short:
-        raise BenchError(f"shorter than --min-duration {min_duration_s:g}: {', '.join(short)}")
-    return chosen
-
-
 # --- runs ---------------------------------------------------------------------------------
-
-
-def _child_env() -> dict[str, str]:
-    """This environment without EDGESCRIBE_* settings, so that every run uses a private broker."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
 
 
 def _timed(cmd: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -206,11 +145,6 @@ def _failure(cmd: list[str], proc: subprocess.CompletedProcess[str]) -> BenchErr
     return BenchError(f"exit code {proc.returncode}: {' '.join(cmd)}\n{tail}")
 
 
-def _scored(file: CorpusFile, text: str) -> dict[str, Any]:
-    counts = word_errors(file.reference, text)
-    return {"wer": wer(file.reference, text), **counts, "text": text}
-
-
 def run_whole(file: CorpusFile, engine: Engine, repeat: int, shift_ms: int = 0) -> Run:
     """The baseline; with ``shift_ms``, of the recording with that much digital silence in front."""
     with tempfile.TemporaryDirectory(prefix="edgescribe-bench-") as tmp:
@@ -224,11 +158,6 @@ def run_whole(file: CorpusFile, engine: Engine, repeat: int, shift_ms: int = 0) 
     if proc.returncode != 0:
         raise _failure(cmd, proc)
     return Run(file.name, "shifted" if shift_ms else "whole", 0, repeat, wall, **_scored(file, proc.stdout.strip()))
-
-
-def hypothesis(doc: dict[str, Any]) -> str:
-    """The transcript without gap markers: failed chunks count as deleted words."""
-    return " ".join(s["text"] for s in doc["segments"] if s["status"] == "ok" and s["text"])
 
 
 def run_distributed(file: CorpusFile, engine: Engine, nodes: int, repeat: int, whole: str) -> Run:
@@ -379,34 +308,7 @@ def table(rows: list[Summary], shift_ms: int = 0) -> str:
     return "\n".join(lines)
 
 
-# --- machine info and output --------------------------------------------------------------
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def _nproc() -> int | None:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count()
-
-
-def machine_info() -> dict[str, Any]:
-    return {
-        "nproc": _nproc(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
-    }
+# --- output --------------------------------------------------------------------------
 
 
 def save(path: Path, settings: dict[str, Any], runs: list[Run], rows: list[Summary]) -> None:
@@ -433,7 +335,7 @@ def _parser() -> argparse.ArgumentParser:
         help="manifest TSV (file, duration_s, reference), may be repeated "
         f"(default {DEFAULT_CORPUS / 'manifest.tsv'} and tts/manifest.tsv beside it if present)",
     )
-    parser.add_argument("--engine", default="sphinx", help="engine of the baseline and the nodes (default sphinx)")
+    parser.add_argument("--engine", default="whisper", help="engine of the baseline and the nodes (default whisper, model tiny.en)")
     parser.add_argument("--model", metavar="NAME_OR_DIR", help="model name or local model directory (default: the engine's)")
     parser.add_argument(
         "--nodes", nargs="+", type=int, default=list(DEFAULT_NODES), metavar="N",
