@@ -1,7 +1,8 @@
 """Putting chunk results back together, in sequence order, and writing them out.
 
 Formats: plain text, JSON (segments with times, node, engine, and word times
-and confidences where the engine gives them), SRT and WebVTT. A chunk whose engine timed its
+and confidences where the engine gives them), SRT and WebVTT (cues of at most two lines and
+7 s, built from word times by :mod:`hub.subtitles`). A chunk whose engine timed its
 text becomes one segment per timed span, moved from chunk time to recording
 time; otherwise the chunk is one segment.
 A chunk that failed leaves a visible gap, ``[gap 01:20-01:40: reason]``, with
@@ -14,8 +15,10 @@ import json
 from dataclasses import asdict, dataclass
 from itertools import groupby
 
+from hub import subtitles
 from hub.jobs import ChunkState, ChunkWork, Job
 from hub.merge import Timed, join, join_after_context
+from hub.subtitles import Gap, spread
 from protocol.messages import Span, Word
 
 FORMATS = ("text", "json", "srt", "vtt")
@@ -66,11 +69,9 @@ def _heard(chunk: ChunkWork) -> list[_Heard]:
                 for w in span.words
             ]
             continue
-        texts = span.text.split()
-        step = (span.end_s - span.start_s) / max(1, len(texts))
         out += [
-            _Heard(Timed(_place(chunk, span.start_s + k * step), _place(chunk, span.start_s + (k + 1) * step), t), index, False)
-            for k, t in enumerate(texts)
+            _Heard(Timed(_place(chunk, w.start_s), _place(chunk, w.end_s), w.text), index, False)
+            for w in spread(span.text, span.start_s, span.end_s)
         ]
     return out
 
@@ -163,14 +164,10 @@ def mean_confidence(words: tuple[Word, ...], fallback: float | None = None) -> f
     return round(sum(v for v in values if v is not None) / len(values), 3)
 
 
-def clock(seconds: float, sep: str = ".", hours: bool = False) -> str:
-    ms = int(round(seconds * 1000))
-    h, rest = divmod(ms, 3_600_000)
-    m, rest = divmod(rest, 60_000)
-    s, ms = divmod(rest, 1000)
-    if hours:
-        return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
-    return f"{h * 60 + m:02d}:{s:02d}"
+def clock(seconds: float) -> str:
+    """A time in the recording as ``MM:SS`` (minutes past 59 go on counting)."""
+    m, s = divmod(int(round(seconds * 1000)) // 1000, 60)
+    return f"{m:02d}:{s:02d}"
 
 
 def line(seg: Segment) -> str:
@@ -203,21 +200,26 @@ def to_json(job: Job) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
 
-def _cues(job: Job, sep: str) -> list[str]:
-    cues = []
-    for seg in segments(job):
-        text = line(seg)
-        if text:
-            cues.append(f"{clock(seg.start_s, sep, True)} --> {clock(seg.end_s, sep, True)}\n{text}\n")
-    return cues
+def subtitle_words(segs: list[Segment]) -> list[Timed | Gap]:
+    """The words of :func:`segments` in order, for :func:`hub.subtitles.cues`: an engine's word times
+    where it gives them, else the segment's text spread over it, and each failed chunk's marked gap."""
+    out: list[Timed | Gap] = []
+    for seg in segs:
+        if seg.status == "failed":
+            out.append(Gap(seg.start_s, seg.end_s, line(seg)))
+        elif seg.words:
+            out += [Timed(w.start_s, w.end_s, w.text) for w in seg.words]
+        else:
+            out += spread(seg.text, seg.start_s, seg.end_s)
+    return out
 
 
 def to_srt(job: Job) -> str:
-    return "\n".join(f"{i}\n{cue}" for i, cue in enumerate(_cues(job, ","), start=1))
+    return subtitles.to_srt(subtitles.cues(subtitle_words(segments(job))))
 
 
 def to_vtt(job: Job) -> str:
-    return "WEBVTT\n\n" + "\n".join(_cues(job, "."))
+    return subtitles.to_vtt(subtitles.cues(subtitle_words(segments(job))))
 
 
 def render(job: Job, fmt: str) -> str:

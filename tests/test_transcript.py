@@ -43,12 +43,30 @@ def test_formats():
     assert doc["segments"][2]["words"][1] == {"start_s": 41.6, "end_s": 42.5, "text": "two.", "confidence": 0.6}
     # the engine's own figure for a span where it gives one, else the mean of its words'; none for untimed text
     assert [seg["confidence"] for seg in doc["segments"]] == [None, None, 0.75, 0.25]
-    srt = render(j, "srt").split("\n\n")
-    assert srt[0] == "1\n00:00:00,000 --> 00:00:20,000\nhello there"
-    assert srt[2] == "3\n00:00:41,000 --> 00:00:42,500\none two."
+    # subtitles from word times (tests/test_subtitles.py): the untimed "hello there" spread over its 20 s,
+    # so a word every 10 s, each shown for at most 7 s; the gap a cue of its own
+    assert render(j, "srt") == (
+        "1\n00:00:00,000 --> 00:00:07,000\nhello\n\n"
+        "2\n00:00:10,000 --> 00:00:17,000\nthere\n\n"
+        "3\n00:00:20,000 --> 00:00:27,000\n[gap 00:20-00:40: pi-2:\nengine process died (exit code -6)]\n\n"
+        "4\n00:00:41,000 --> 00:00:42,500\none two.\n\n"
+        "5\n00:00:43,000 --> 00:00:50,000\nthree\n\n"
+    )
     vtt = render(j, "vtt")
-    assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:20.000\nhello there\n")
-    assert "00:00:43.000 --> 00:01:00.000\nthree" in vtt
+    assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:07.000\nhello\n\n00:00:10.000 --> 00:00:17.000\nthere\n\n")
+    assert "00:00:43.000 --> 00:00:50.000\nthree\n" in vtt
+
+
+def test_subtitles_spread_untimed_text_over_its_segment_in_readable_cues():
+    said = ("it was a bright cold day in april and the clocks were striking thirteen winston smith his chin nuzzled "
+            "into his breast in an effort to escape the vile wind slipped quickly through the glass doors")
+    chunk = ChunkWork(0, ChunkSpec(30_000, 45_000), state=ChunkState.DONE)
+    chunk.result = Result("j", 0, 1, "pi-1", ResultStatus.OK, text=said, engine="google",
+                          spans=(Span(0.0, 15.0, said),))  # one span, no word times
+    cues = [block.split("\n") for block in render(Job("j", "talk.wav", None, [chunk]), "srt").strip().split("\n\n")]
+    assert " ".join(" ".join(lines[2:]) for lines in cues) == said
+    assert len(cues) > 2 and all(len(lines) <= 4 and all(len(line) <= 42 for line in lines[2:]) for lines in cues)
+    assert cues[0][1].startswith("00:00:30,000 --> ") and cues[-1][1].endswith(" --> 00:00:45,000")
 
 
 def _two_chunks(first: ChunkSpec, heard: Result, later: ChunkSpec, second: Result | None) -> Job:

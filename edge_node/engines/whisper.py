@@ -14,7 +14,6 @@ import itertools
 import logging
 import math
 import os
-from pathlib import Path
 
 import speech_recognition as sr
 
@@ -47,10 +46,6 @@ class WhisperEngine:
         self.model = model or DEFAULT_MODEL
         self.language = language
         self._lang = language.split("-")[0].lower()
-        path = Path(self.model)
-        local = path.is_dir()
-        if not local and (os.sep in self.model or self.model.startswith(".")):
-            raise EngineUnavailable(f"engine whisper: model directory {self.model} not found")
         if self.model.endswith(".en") and self._lang != "en":
             raise EngineUnavailable(f"engine whisper: model {self.model} is English-only, not {language}")
         threads = int(os.environ.get("EDGESCRIBE_ENGINE_THREADS", "1"))
@@ -60,17 +55,13 @@ class WhisperEngine:
         import ctranslate2
 
         ctranslate2.set_random_seed(_SEED)
+        from edge_node.models import resolve_model
+
+        self._model_path = str(resolve_model(self.model))  # EngineUnavailable (one line) if found nowhere
         try:
             self._model = WhisperModel(
-                str(path) if local else self.model, device=_DEVICE, compute_type=_COMPUTE_TYPE, cpu_threads=threads,
-                local_files_only=local,
+                self._model_path, device=_DEVICE, compute_type=_COMPUTE_TYPE, cpu_threads=threads, local_files_only=True,
             )
-            if local:
-                self._model_path = str(path)
-            else:
-                from faster_whisper.utils import download_model
-
-                self._model_path = download_model(self.model, local_files_only=True)  # just fetched
         except Exception as exc:  # noqa: BLE001 - any load failure is a one-line start-up error
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise EngineUnavailable(f"engine whisper could not load model {self.model}: {first[:300]}") from None
