@@ -307,7 +307,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-nodes", type=int, default=4, help="simulated nodes of the memory run (default 4)")
     p.add_argument("--real-file", type=Path, default=DEFAULT_FILE, help="recording of the real-engine part")
     p.add_argument("--real-nodes", nargs="+", type=int, default=[1, 2], metavar="N", help="local nodes of the real-engine part")
-    p.add_argument("--engine", default="sphinx", help="real engine (default sphinx)")
+    p.add_argument("--engine", default="whisper", help="real engine (default whisper, model tiny.en)")
     p.add_argument("--model", metavar="NAME_OR_DIR", help="model of the real engine")
     p.add_argument("--repeat", type=int, default=1, help="runs of each configuration; medians are reported")
     p.add_argument("--out", type=Path, help=f"JSON results (default {DEFAULT_OUT}; {QUICK_OUT} with --quick)")

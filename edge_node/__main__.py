@@ -1,7 +1,7 @@
 """``python -m edge_node``: run a node, or transcribe one file locally.
 
-    python -m edge_node --broker mqtt://HOST:PORT [--node-id ID] [--engine sphinx] [--model M] [--concurrency N]
-    python -m edge_node transcribe FILE [--engine sphinx] [--model M]
+    python -m edge_node --broker mqtt://HOST:PORT [--node-id ID] [--engine whisper] [--model M] [--concurrency N]
+    python -m edge_node transcribe FILE [--engine whisper] [--model M]
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ def _engine_args(parser: argparse.ArgumentParser) -> None:
     # the test engines (chaos) are choices only with EDGESCRIBE_TEST_ENGINES=1, so --help stays clean
     parser.add_argument(
         "--engine", default=env_default("--engine", DEFAULT_ENGINE), choices=available_engines(),
-        help="sphinx (offline, the default), whisper (faster-whisper), vosk (offline, a local model directory) "
-        "or google (online: the audio is sent to Google)",
+        help="whisper (the default: faster-whisper, model tiny.en), sphinx (PocketSphinx: far faster, less "
+        "accurate, for the smallest devices), vosk (offline, a local model directory) or google (online: the "
+        "audio is sent to Google); docs/operations.md says which suits which device",
     )
     parser.add_argument(
         "--model", default=env_default("--model", ""),
-        help="model name or local model directory (vosk: a directory only; google: an optional API key)",
+        help="model name or local model directory (whisper: default tiny.en, found as docs/operations.md says; "
+        "vosk: a directory only; google: an optional API key)",
     )
     parser.add_argument("--language", default=env_default("--language", "en-US"))
 

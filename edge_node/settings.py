@@ -6,6 +6,7 @@ import re
 import socket
 from dataclasses import dataclass
 
+from edge_node.engines import DEFAULT_ENGINE
 from protocol.broker import BrokerAddress
 from protocol.topics import Topics, check_id
 
@@ -21,7 +22,7 @@ class NodeSettings:
     broker: BrokerAddress
     node_id: str
     topics: Topics
-    engine: str = "sphinx"
+    engine: str = DEFAULT_ENGINE
     model: str = ""
     language: str = "en-US"
     concurrency: int = 1  #: chunks transcribed at once

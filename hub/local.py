@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_node.engines import DEFAULT_ENGINE
 from hub.broker import LocalBroker
 from hub.procs import child_env, log_tail, spawn, terminate
 from protocol.broker import PASSWORD_ENV_PREFIX, BrokerAddress, password_env
@@ -30,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class NodeOptions:
-    engine: str = "sphinx"
+    engine: str = DEFAULT_ENGINE
     model: str = ""
     language: str = "en-US"
     prefix: str = "edgescribe"

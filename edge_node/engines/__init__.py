@@ -11,7 +11,8 @@ ENGINES = ("sphinx", "whisper", "vosk", "google")
 #: engine that only sleeps (simulated)
 TEST_ENGINES = ("chaos", "simulated")
 TEST_ENGINES_ENV = "EDGESCRIBE_TEST_ENGINES"
-DEFAULT_ENGINE = "sphinx"
+#: Whisper tiny.en (edge_node.models finds the model); PocketSphinx stays for the smallest devices
+DEFAULT_ENGINE = "whisper"
 #: engines that decode a chunk's trailing context (audio after its own, see hub.chunking): Whisper reads
 #: a 30 s window and hears each word better with what follows; the others have it cut off on the node
 CONTEXT_ENGINES = frozenset({"whisper"})
