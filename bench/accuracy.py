@@ -43,29 +43,31 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydub import AudioSegment
 
 from bench.common import (
-    DEFAULT_CORPUS,
     ROOT,
     BenchError,
     CorpusFile,
     Engine,
+    add_corpus_args,
+    check_present,
     default_manifests,
     hypothesis,
-    load_manifests,
-    machine_info,
-    select_files,
+    long_recordings,
 )
-from bench.common import ENV_PREFIX as ENV_PREFIX  # noqa: F401 - re-exported: bench.soak takes it from here
 from bench.common import child_env as _child_env
-from bench.common import read_manifest as read_manifest  # noqa: F401 - re-exported for bench.soak and its tests
+from bench.common import save_results as save
 from bench.common import scored as _scored
 from bench.wer import boundary_errors, cut_errors
+
+# The other benches and their tests take these from here.
+from bench.common import (  # noqa: F401, E402, I001
+    DEFAULT_CORPUS, ENV_PREFIX, load_manifests, machine_info, read_manifest, select_files,
+)
 
 _LOGGER = logging.getLogger("bench.accuracy")
 
@@ -308,20 +310,6 @@ def table(rows: list[Summary], shift_ms: int = 0) -> str:
     return "\n".join(lines)
 
 
-# --- output --------------------------------------------------------------------------
-
-
-def save(path: Path, settings: dict[str, Any], runs: list[Run], rows: list[Summary]) -> None:
-    doc = {
-        "machine": machine_info(),
-        "settings": settings,
-        "summary": [asdict(r) for r in rows],
-        "runs": [asdict(r) for r in runs],
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 # --- command line -------------------------------------------------------------------------
 
 
@@ -330,22 +318,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m bench.accuracy",
         description="Word error rate and time of long recordings: the whole file on one node, then the distributed chain.",
     )
-    parser.add_argument(
-        "--manifest", type=Path, action="append", metavar="PATH",
-        help="manifest TSV (file, duration_s, reference), may be repeated "
-        f"(default {DEFAULT_CORPUS / 'manifest.tsv'} and tts/manifest.tsv beside it if present)",
-    )
+    add_corpus_args(parser, DEFAULT_MIN_DURATION_S)
     parser.add_argument("--engine", default="whisper", help="engine of the baseline and the nodes (default whisper, model tiny.en)")
     parser.add_argument("--model", metavar="NAME_OR_DIR", help="model name or local model directory (default: the engine's)")
     parser.add_argument(
         "--nodes", nargs="+", type=int, default=list(DEFAULT_NODES), metavar="N",
         help=f"local node counts (default {' '.join(map(str, DEFAULT_NODES))})",
     )
-    parser.add_argument(
-        "--min-duration", type=float, default=DEFAULT_MIN_DURATION_S, metavar="S",
-        help=f"a long recording lasts at least this many seconds (default {DEFAULT_MIN_DURATION_S:g})",
-    )
-    parser.add_argument("--files", nargs="+", metavar="NAME", help="only these long recordings (default: all of them)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration; medians are reported")
     parser.add_argument(
         "--shift-ms", type=int, default=0, metavar="MS",
@@ -378,14 +357,8 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
 
 def _files(args: argparse.Namespace) -> list[CorpusFile]:
-    files = select_files(load_manifests(args.manifest), args.files, args.min_duration)
-    if not files:
-        raise BenchError(f"no recording of at least {args.min_duration:g} s in {', '.join(map(str, args.manifest))}")
-    files = files[:1] if args.quick else files
-    missing = [str(f.path) for f in files if not f.path.is_file()]
-    if missing:
-        raise BenchError(f"listed in a manifest but missing: {', '.join(missing)}")
-    return files
+    files = long_recordings(args.manifest, args.files, args.min_duration)
+    return check_present(files[:1] if args.quick else files)
 
 
 def main(argv: list[str] | None = None) -> int:

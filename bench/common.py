@@ -6,11 +6,13 @@ audio paths are relative to the manifest's folder.
 
 from __future__ import annotations
 
+import argparse
 import csv
+import json
 import os
 import platform
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,36 @@ def select_files(corpus: list[CorpusFile], names: list[str] | None, min_duration
     return chosen
 
 
+def add_corpus_args(parser: argparse.ArgumentParser, min_duration_s: float) -> None:
+    """--manifest, --min-duration and --files: which long recordings a bench runs on."""
+    parser.add_argument(
+        "--manifest", type=Path, action="append", metavar="PATH",
+        help="manifest TSV (file, duration_s, reference), may be repeated "
+        f"(default {DEFAULT_CORPUS / 'manifest.tsv'} and tts/manifest.tsv beside it if present)",
+    )
+    parser.add_argument(
+        "--min-duration", type=float, default=min_duration_s, metavar="S",
+        help=f"a long recording lasts at least this many seconds (default {min_duration_s:g})",
+    )
+    parser.add_argument("--files", nargs="+", metavar="NAME", help="only these long recordings (default: all of them)")
+
+
+def long_recordings(manifests: list[Path], names: list[str] | None, min_duration_s: float) -> list[CorpusFile]:
+    """:func:`select_files` of the manifests; BenchError if there is none."""
+    files = select_files(load_manifests(manifests), names, min_duration_s)
+    if not files:
+        raise BenchError(f"no recording of at least {min_duration_s:g} s in {', '.join(map(str, manifests))}")
+    return files
+
+
+def check_present(files: list[CorpusFile]) -> list[CorpusFile]:
+    """``files``, or BenchError naming those listed in a manifest but not on disk."""
+    missing = [str(f.path) for f in files if not f.path.is_file()]
+    if missing:
+        raise BenchError(f"listed in a manifest but missing: {', '.join(missing)}")
+    return files
+
+
 # --- runs and scoring ---------------------------------------------------------------------
 
 
@@ -106,7 +138,7 @@ def hypothesis(doc: dict[str, Any]) -> str:
     return " ".join(s["text"] for s in doc["segments"] if s["status"] == "ok" and s["text"])
 
 
-# --- machine info -------------------------------------------------------------------------
+# --- machine info and output -------------------------------------------------------------------------
 
 
 def _git_commit() -> str | None:
@@ -134,3 +166,15 @@ def machine_info() -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
     }
+
+
+def save_results(path: Path, settings: dict[str, Any], runs: list[Any], rows: list[Any]) -> None:
+    """Machine, settings, summary rows and raw runs (dataclasses) as JSON."""
+    doc = {
+        "machine": machine_info(),
+        "settings": settings,
+        "summary": [asdict(r) for r in rows],
+        "runs": [asdict(r) for r in runs],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
