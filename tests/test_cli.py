@@ -12,7 +12,9 @@ from pathlib import Path
 
 from bench.wer import wer
 from hub.procs import wait_gone
+from hub.subtitles import MIN_MS
 from tests.chainkit import processes_tagged, tagged_env, unique_prefix
+from tests.test_subtitles import check_cues, parse_srt
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,6 +77,22 @@ def test_local_nodes_transcribe_and_leave_nothing_running(corpus):
     assert all(s["confidence"] is not None for d in docs for s in d["segments"])
     assert "2/" in proc.stderr or "1/1 chunks, done" in proc.stderr  # progress went to stderr
     assert processes_tagged(tag) == set()
+
+
+def test_srt_of_real_speech_is_readable_cues_of_every_word(corpus):
+    # PocketSphinx twice on the same recording hears the same words: once as JSON, once as SubRip
+    path, ref = corpus["lhotse_2412-153948-0000"]
+    common = ("-m", "hub", "transcribe", str(path), "--local-nodes", "1", "--engine", "sphinx")
+    heard = run(*common, "--format", "json")
+    proc = run(*common, "--format", "srt")
+    assert heard.returncode == 0 and proc.returncode == 0, heard.stderr + proc.stderr
+    doc = json.loads(heard.stdout)
+    words = [w["text"] for s in doc["segments"] for w in s["words"]]
+    assert wer(ref, " ".join(words)) < 0.35
+    cues = parse_srt(proc.stdout)
+    check_cues(cues, words)  # each word once, in order; two lines of 42 characters and 7 s at most; no overlap
+    assert len(cues) >= 3 and all(c.end_ms - c.start_ms >= MIN_MS for c in cues)
+    assert cues[0].start_ms == round(doc["segments"][0]["words"][0]["start_s"] * 1000)
 
 
 def test_edge_node_transcribe_is_the_whole_file_baseline(corpus):

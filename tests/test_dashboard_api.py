@@ -32,8 +32,10 @@ from dashboard.events import Event, EventFanout
 from dashboard.settings import DashboardSettings
 from hub.procs import wait_gone
 from hub.service import Hub
+from hub.subtitles import MIN_MS
 from tests.conftest import DATA
 from tests.chainkit import processes_tagged, start_hub, start_nodes, tagged_env, unique_prefix, wait_online, wait_until
+from tests.test_subtitles import check_cues, parse_srt, parse_vtt
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_UPLOAD_MB = 2
@@ -146,6 +148,11 @@ def test_upload_transcribe_download_delete(dash, client, corpus):
     assert json.loads(client.get(f"/api/jobs/{job_id}/transcript?format=json").data)["state"] == "done"
     assert client.get(f"/api/jobs/{job_id}/transcript?format=vtt").data.startswith(b"WEBVTT\n")
     assert client.get(f"/api/jobs/{job_id}/transcript?format=srt").data.startswith(b"1\n00:00:")
+    # the subtitles hold the job's words once each, in order, in readable cues (tests/test_subtitles.py)
+    cues = parse_srt(client.get(f"/api/jobs/{job_id}/transcript?format=srt").get_data(as_text=True))
+    check_cues(cues, [w["text"] for s in body["segments"] for w in s["words"]])
+    assert len(cues) >= 2 and all(c.end_ms - c.start_ms >= MIN_MS for c in cues)
+    assert parse_vtt(client.get(f"/api/jobs/{job_id}/transcript?format=vtt").get_data(as_text=True)) == cues
     assert client.get(f"/api/jobs/{job_id}/transcript").data == client.get(f"/api/jobs/{job_id}/transcript?format=txt").data
 
     # the nodes' own counts arrive with their next status, just after the results

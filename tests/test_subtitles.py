@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import srt
@@ -17,12 +18,13 @@ def timed(text: str, start_s: float = 0.0, step_s: float = 0.4) -> list[Timed]:
     return [Timed(round(start_s + k * step_s, 3), round(start_s + (k + 1) * step_s, 3), w) for k, w in enumerate(text.split())]
 
 
-def words_of(cs: list[Cue]) -> list[str]:
-    return " ".join(line for c in cs for line in c.lines).split()
-
-
 def check_invariants(items: list[Timed | Gap], cs: list[Cue]) -> None:
     """What holds for any input: lines, durations, order, no overlap, every word once."""
+    check_cues(cs, " ".join(item.text for item in items).split())
+
+
+def check_cues(cs: list[Cue], words: list[str]) -> None:
+    """The cues hold ``words`` once each, in order, in at most two lines of 42 characters and 7 s, without overlaps."""
     for cue in cs:
         assert 0 < cue.end_ms - cue.start_ms <= MAX_MS, cue
         assert 1 <= len(cue.lines) <= MAX_LINES, cue
@@ -31,7 +33,34 @@ def check_invariants(items: list[Timed | Gap], cs: list[Cue]) -> None:
         assert all(line == line.strip() and line for line in cue.lines), cue
     for a, b in zip(cs, cs[1:]):
         assert a.end_ms <= b.start_ms, (a, b)
-    assert words_of(cs) == " ".join(item.text for item in items).split()
+    assert " ".join(line for c in cs for line in c.lines).split() == words
+
+
+def parse_srt(text: str) -> list[Cue]:
+    """An SRT file's cues, numbered 1, 2, 3...; SRT's own parser refuses anything malformed."""
+    subs = list(srt.parse(text, ignore_errors=False))
+    assert [s.index for s in subs] == list(range(1, len(subs) + 1))
+    ms = timedelta(milliseconds=1)
+    # the file's trailing newlines (the CLI prints one more) end up in the last cue's content: not a line
+    return [Cue(s.start // ms, s.end // ms, tuple(s.content.rstrip("\n").split("\n"))) for s in subs]
+
+
+_VTT_CUE = re.compile(r"(\d\d):(\d\d):(\d\d)\.(\d\d\d) --> (\d\d):(\d\d):(\d\d)\.(\d\d\d)\n((?:.+\n)+)")
+
+
+def parse_vtt(text: str) -> list[Cue]:
+    """A WebVTT file's cues: a ``WEBVTT`` header, then timed blocks split by blank lines (no styles or notes)."""
+    assert text.startswith("WEBVTT\n\n")
+    blocks = [b + "\n" for b in text[len("WEBVTT\n\n"):].strip("\n").split("\n\n") if b]
+    out = []
+    for block in blocks:
+        m = _VTT_CUE.fullmatch(block)
+        assert m, block
+        h, mi, s, ms, h2, mi2, s2, ms2 = map(int, m.groups()[:8])
+        start, end = ((h * 60 + mi) * 60 + s) * 1000 + ms, ((h2 * 60 + mi2) * 60 + s2) * 1000 + ms2
+        lines = m.group(9).rstrip("\n").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+        out.append(Cue(start, end, tuple(lines.split("\n"))))
+    return out
 
 
 def test_a_sentence_is_cut_into_readable_cues_at_its_clauses():
@@ -121,11 +150,7 @@ def test_srt_and_vtt():
     assert to_vtt(cs) == (
         "WEBVTT\n\n00:00:00.000 --> 00:00:01.500\none\n\n01:02:03.004 --> 01:02:05.000\na &lt;b&gt; &amp; c\nd\n\n"
     )
-    parsed = list(srt.parse(to_srt(cs)))
-    assert [(s.index, s.start, s.end, s.content) for s in parsed] == [
-        (1, timedelta(0), timedelta(seconds=1.5), "one"),
-        (2, timedelta(hours=1, minutes=2, seconds=3, milliseconds=4), timedelta(hours=1, minutes=2, seconds=5), "a <b> & c\nd"),
-    ]
+    assert parse_srt(to_srt(cs)) == cs and parse_vtt(to_vtt(cs)) == cs
 
 
 # --- properties -------------------------------------------------------------------------------------
