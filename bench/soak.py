@@ -75,7 +75,7 @@ LONG_FILE = "long_lj001_0001-0032.wav"
 LONG_EVERY_S = 300.0  #: the long file joins the jobs once per this much chaos time ...
 LONG_MAX = 2  #: ... at most this often
 NODE_DRAIN_S = 2.0
-HUB_ARGS = ("--target-chunk", "8", "--max-chunk", "12", "--lease", "10", "--no-node-timeout", "600",
+HUB_ARGS = ("--max-chunk", "12", "--lease", "10", "--no-node-timeout", "600",
             "--max-attempts", "10", "--log-level", "INFO")
 SAMPLE_EVERY_S = 0.2
 PROC_SAMPLE_TICKS = 5  #: count tagged processes every this many sampler ticks

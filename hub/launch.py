@@ -79,12 +79,14 @@ def add_hub_args(parser: argparse.ArgumentParser, log_level: str) -> None:
 
 def add_job_args(p: argparse.ArgumentParser) -> None:
     """How recordings are accepted, cut and dispatched."""
-    p.add_argument("--target-chunk", type=float, default=20.0, help="preferred chunk length, seconds")
-    p.add_argument("--max-chunk", type=float, default=30.0, help="longest chunk, seconds")
+    p.add_argument("--max-chunk", type=float, default=30.0,
+                   help="the most audio one chunk carries, seconds: the engine's decoding window (Whisper: 30); "
+                        "recordings are cut into as few chunks as fit, at pauses (docs/chunking.md)")
     p.add_argument("--chunk-overlap", type=float, default=1.0,
                    help="where no pause is in reach, audio both neighbours hear across the cut, seconds (docs/chunking.md)")
-    p.add_argument("--chunk-window", type=float, default=30.0,
-                   help="fill each chunk's audio up to this length with what follows, as context for Whisper; 0 for none")
+    p.add_argument("--chunk-window", type=float, default=0.0,
+                   help="fill each chunk's audio up to this length with what follows, as context for Whisper "
+                        "(default 0: none; it costs decoding work, docs/chunking.md)")
     p.add_argument("--max-duration", type=float, default=float(env_default("--max-duration", "14400")), help="longest recording accepted, seconds")
     p.add_argument("--no-node-timeout", type=float, default=float(env_default("--no-node-timeout", "60")), help="fail a job that waits this long with no usable node, seconds")
     p.add_argument("--lease", type=float, default=15.0, help="fixed part of a chunk's lease, seconds")
@@ -120,8 +122,7 @@ def hub_settings(args: argparse.Namespace, store_dir: Path | None = None) -> Hub
     """
     return HubSettings(
         broker=broker_from_args(args, fallback="mqtt://127.0.0.1"),
-        chunking=ChunkingSettings(target_s=args.target_chunk, max_s=args.max_chunk, overlap_s=args.chunk_overlap,
-                                  window_s=args.chunk_window),
+        chunking=ChunkingSettings(max_s=args.max_chunk, overlap_s=args.chunk_overlap, window_s=args.chunk_window),
         dispatch=DispatchSettings(
             lease_base_s=args.lease, max_attempts=args.max_attempts, no_node_timeout_s=args.no_node_timeout,
             prefer_engine=args.prefer_engine, prefer_model=args.prefer_model,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 from functools import lru_cache
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from pydub import AudioSegment
 from pydub.generators import Sine, WhiteNoise
 
-from hub.chunking import ChunkingSettings, ChunkSpec, plan_chunks
+from hub.chunking import ChunkingSettings, ChunkSpec, _fewest_chunks, _Point, plan_chunks
 
 RATE = 16000
 DEFAULTS = ChunkingSettings()
@@ -62,28 +63,38 @@ def assert_tiles(spans: list[ChunkSpec], total_ms: int) -> None:
 
 def test_cuts_land_in_the_middle_of_the_pauses() -> None:
     audio, pauses = build(
-        ("tone", 8000), ("pause", 600), ("tone", 7000), ("pause", 600), ("tone", 9000),
+        ("tone", 8000), ("pause", 600), ("tone", 7000), ("pause", 900), ("tone", 9000),
         ("pause", 600), ("tone", 8000), ("pause", 600), ("tone", 6000),
     )  # fmt: skip
 
     spans = plan_chunks(audio, DEFAULTS)
 
-    assert_tiles(spans, 40_400)
-    # Pause midpoints: 8.3, 15.9, 25.5, 34.1 s. In reach of 0: the first three; equal lengths,
-    # so the one nearest the 20 s target wins; then the 24.5 s rest fits in one chunk.
+    assert_tiles(spans, 40_700)
+    # Pause midpoints: 8.3, 16.05, 25.8, 34.4 s. Two chunks of at most 30 s must cut between
+    # 10.7 and 30 s: at 16.05 or 25.8 s; the 900 ms pause is the longer.
     assert len(spans) == 2
     (cut,) = cuts_of(spans)
-    assert 15_600 < cut < 16_200
-    assert abs(cut - 15_900) <= 20
+    assert abs(cut - 16_050) <= 20
 
 
-def test_longest_pause_beats_one_nearer_the_target() -> None:
+def test_the_longest_pause_wins_among_plans_of_as_few_chunks() -> None:
     audio, pauses = build(("tone", 5000), ("pause", 1500), ("tone", 12_000), ("pause", 400), ("tone", 15_000))
 
     spans = plan_chunks(audio, DEFAULTS)
 
     assert_tiles(spans, 33_900)
     assert cuts_of(spans) == [pytest.approx(5750, abs=20)]
+
+
+def test_fewer_chunks_beat_a_longer_pause() -> None:
+    # Cutting in the 1.5 s pause at 5.75 s would leave 46 s: three chunks. Two chunks of at most
+    # 30 s must cut after 21.9 s, and only the short pause there lets them.
+    audio, pauses = build(("tone", 5000), ("pause", 1500), ("tone", 20_000), ("pause", 400), ("tone", 25_000))
+
+    spans = plan_chunks(audio, DEFAULTS)
+
+    assert_tiles(spans, 51_900)
+    assert cuts_of(spans) == [pytest.approx(26_700, abs=20)]
 
 
 def test_silence_threshold_is_relative_to_the_recording() -> None:
@@ -96,7 +107,8 @@ def test_silence_threshold_is_relative_to_the_recording() -> None:
     spans = plan_chunks(audio, DEFAULTS)
 
     assert_tiles(spans, 35_400)
-    assert cuts_of(spans) == [pytest.approx(20_200, abs=20)]
+    (cut,) = cuts_of(spans)  # in one of the two hisses that leave two chunks of at most 30 s, not in a tone
+    assert cut == pytest.approx(12_400, abs=20) or cut == pytest.approx(20_200, abs=20)
 
 
 def test_hard_cut_only_when_no_pause_is_in_reach() -> None:
@@ -110,8 +122,8 @@ def test_hard_cut_only_when_no_pause_is_in_reach() -> None:
     assert [(s.lead_ms, s.tail_ms) for s in at_pause] == [(0, 0), (0, 0)]  # a pause needs no overlap
     assert_tiles(hard, 41_600)
     assert len(hard) == 2
-    assert 22_500 <= hard[0].duration_ms <= 30_000
-    assert all(span.duration_ms <= 30_000 for span in hard)
+    assert 21_000 <= hard[0].duration_ms <= 28_000  # in the last quarter of the reach, overlaps included
+    assert all(span.audio_end_ms - span.audio_start_ms <= 30_000 for span in hard)
     # Inside speech both neighbours hear overlap_s across the cut, so the words there can be aligned.
     assert [(s.lead_ms, s.tail_ms) for s in hard] == [(0, 1000), (1000, 0)]
     assert hard[0].audio_end_ms == hard[1].start_ms + 1000
@@ -126,8 +138,8 @@ def test_long_pauseless_audio_is_hard_cut_within_max() -> None:
     assert_tiles(spans, 70_000)
     assert len(spans) == 3
     for span in spans[:-1]:
-        assert 22_500 <= span.duration_ms <= 30_000  # in the last quarter before max_s
-    assert spans[-1].duration_ms <= 30_000
+        assert 21_000 <= span.duration_ms <= 28_000  # in the last quarter of the reach
+    assert all(span.audio_end_ms - span.audio_start_ms <= 30_000 for span in spans)  # overlaps included
 
 
 def test_hard_cut_picks_the_quietest_spot() -> None:
@@ -142,17 +154,17 @@ def test_hard_cut_picks_the_quietest_spot() -> None:
 
 
 def test_a_pause_that_would_leave_a_short_tail_is_passed_over() -> None:
-    # A naive walk takes the long pause at 28.95 s and leaves a 1.75 s tail (< min_s);
-    # the tail cannot be merged back (31 s > max_s), so the planner cuts at 16.9 s instead.
+    # The long pause at 28.95 s would leave a 1.75 s tail (< min_s); the tail cannot be merged
+    # back (31 s > max_s), so the planner cuts in the longer of the other two pauses (16.9 s).
     audio, pauses = build(
-        ("tone", 8000), ("pause", 600), ("tone", 8000), ("pause", 600), ("tone", 11_000),
+        ("tone", 8000), ("pause", 500), ("tone", 8000), ("pause", 600), ("tone", 11_000),
         ("pause", 1500), ("tone", 1000),
     )  # fmt: skip
 
     spans = plan_chunks(audio, DEFAULTS)
 
-    assert_tiles(spans, 30_700)
-    assert cuts_of(spans) == [pytest.approx(16_900, abs=20)]
+    assert_tiles(spans, 30_600)
+    assert cuts_of(spans) == [pytest.approx(16_800, abs=20)]
     assert min(span.duration_ms for span in spans) >= 2000
 
 
@@ -193,7 +205,7 @@ def test_espeak_speech_is_cut_between_sentences(tmp_path: Path) -> None:
     )
     subprocess.run(["espeak-ng", "-w", str(path), text], check=True)
     speech = AudioSegment.from_wav(path).set_frame_rate(RATE)
-    short = ChunkingSettings(target_s=3.0, max_s=5.0, min_s=1.0, overlap_s=0.5)
+    short = ChunkingSettings(max_s=5.0, min_s=1.0, overlap_s=0.5)
 
     spans = plan_chunks(speech, short)
 
@@ -214,14 +226,11 @@ _PIECES = st.lists(
 @st.composite
 def _settings(draw: st.DrawFn) -> ChunkingSettings:
     min_s = draw(st.floats(min_value=0.2, max_value=4.0))
-    target_s = draw(st.floats(min_value=min_s, max_value=min_s + 20.0))
-    max_s = draw(st.floats(min_value=target_s, max_value=target_s + 15.0))
-    min_silence_ms = draw(st.integers(min_value=50, max_value=800))
     overlap_s = draw(st.floats(min_value=0.0, max_value=min_s / 2))
+    max_s = draw(st.floats(min_value=max(min_s, 2 * overlap_s + 0.1), max_value=min_s + 30.0))
+    min_silence_ms = draw(st.integers(min_value=50, max_value=800))
     window_s = draw(st.sampled_from([0.0, 5.0, 30.0, 60.0]))
-    return ChunkingSettings(
-        target_s=target_s, max_s=max_s, min_s=min_s, min_silence_ms=min_silence_ms, overlap_s=overlap_s, window_s=window_s
-    )
+    return ChunkingSettings(max_s=max_s, min_s=min_s, min_silence_ms=min_silence_ms, overlap_s=overlap_s, window_s=window_s)
 
 
 @settings(max_examples=60, deadline=None)
@@ -229,13 +238,11 @@ def _settings(draw: st.DrawFn) -> ChunkingSettings:
 def test_spans_always_tile_the_recording(pieces: list[tuple[str, int]], chunking: ChunkingSettings) -> None:
     audio, _ = build(*pieces)
     max_ms = round(chunking.max_s * 1000)
-    min_ms = round(chunking.min_s * 1000)
 
     spans = plan_chunks(audio, chunking)
 
     assert_tiles(spans, len(audio))
-    assert all(span.duration_ms <= max_ms for span in spans)
-    assert all(span.duration_ms >= min_ms for span in spans[:-1])
+    assert all(span.heard_end_ms - span.audio_start_ms <= max_ms + 1 for span in spans)  # overlaps included
     overlap_ms = round(chunking.overlap_s * 1000)
     assert spans[0].lead_ms == 0 and spans[-1].tail_ms == 0
     for before, after in zip(spans, spans[1:]):
@@ -255,10 +262,9 @@ def test_spans_always_tile_the_recording(pieces: list[tuple[str, int]], chunking
     [
         {"min_s": 0.0},
         {"min_s": -1.0},
-        {"min_s": 25.0},
-        {"target_s": 40.0},
-        {"max_s": 10.0},
-        {"target_s": float("nan")},
+        {"min_s": 40.0},  # more than max_s
+        {"max_s": 1.5},  # not more than 2 x overlap_s
+        {"max_s": float("nan")},
         {"min_silence_ms": 0},
         {"min_silence_ms": 2.5},
         {"silence_thresh_db": 0.0},
@@ -291,8 +297,46 @@ def test_chunk_spec() -> None:
 
 def test_chunks_carry_what_follows_as_context_up_to_the_window() -> None:
     audio, _ = build(("tone", 8000), ("silence", 600), ("tone", 8000), ("silence", 600), ("tone", 8000))
-    spans = plan_chunks(audio, ChunkingSettings(target_s=8.0, max_s=10.0, window_s=12.0))
+    spans = plan_chunks(audio, ChunkingSettings(max_s=10.0, window_s=12.0))
     assert len(spans) == 3
     assert [s.audio_end_ms - s.audio_start_ms for s in spans[:2]] == [12000, 12000]  # filled to the window
     assert spans[-1].context_ms == 0 and spans[-1].audio_end_ms == len(audio)
-    assert all(s.context_ms == 0 for s in plan_chunks(audio, ChunkingSettings(target_s=8.0, max_s=10.0, window_s=0.0)))
+    assert all(s.context_ms == 0 for s in plan_chunks(audio, ChunkingSettings(max_s=10.0, window_s=0.0)))
+
+
+def _brute_force(points: list[_Point], total_ms: int, max_ms: int, min_ms: int, overlap_ms: int) -> tuple[int, int] | None:
+    """(chunks, -quality) of the best plan, trying every subset of the points."""
+    best = None
+    for n in range(len(points) + 1):
+        for chosen in itertools.combinations(range(len(points)), n):
+            bounds = [(0, False), *((points[i].ms, points[i].hard) for i in chosen), (total_ms, False)]
+            ok = all(
+                b - a + (overlap_ms if ha else 0) + (overlap_ms if hb else 0) <= max_ms and (b - a >= min_ms or total_ms < min_ms)
+                for (a, ha), (b, hb) in zip(bounds, bounds[1:])
+            )
+            if ok:
+                score = (n + 1, -sum(points[i].quality for i in chosen))
+                best = score if best is None or score < best else best
+    return best
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gaps=st.lists(st.integers(min_value=200, max_value=12_000), min_size=1, max_size=8),
+    qualities=st.lists(st.integers(min_value=0, max_value=2000), min_size=8, max_size=8),
+    hard=st.lists(st.booleans(), min_size=8, max_size=8),
+    max_ms=st.integers(min_value=5000, max_value=30_000),
+)
+def test_the_plan_has_the_fewest_chunks_then_the_longest_pauses(gaps, qualities, hard, max_ms) -> None:
+    positions = list(itertools.accumulate(gaps))
+    total_ms = positions.pop() + 500
+    points = [_Point(p, 0 if h else q, h) for p, q, h in zip(positions, qualities, hard)]
+
+    plan = _fewest_chunks(points, total_ms, max_ms, 1000, 500)
+
+    expected = _brute_force(points, total_ms, max_ms, 1000, 500)
+    if expected is None:
+        assert plan is None
+    else:
+        assert plan is not None and plan == sorted(plan)
+        assert (len(plan) + 1, -sum(points[i].quality for i in plan)) == expected

@@ -57,7 +57,7 @@ def test_no_nodes_within_the_timeout(broker, corpus):
 def test_bad_broker_url_and_bad_engine():
     proc = run("-m", "hub", "transcribe", "x.wav", "--broker", "http://nowhere")
     assert proc.returncode == 2 and "scheme" in one_line_error(proc)
-    proc = run("-m", "edge_node", "--broker", "mqtt://127.0.0.1:1", "--model", "/no/such/model")
+    proc = run("-m", "edge_node", "--broker", "mqtt://127.0.0.1:1", "--engine", "sphinx", "--model", "/no/such/model")
     assert proc.returncode == 2 and "not a PocketSphinx model directory" in one_line_error(proc)
 
 
@@ -65,7 +65,8 @@ def test_local_nodes_transcribe_and_leave_nothing_running(corpus):
     tag = unique_prefix()
     a, ref_a = corpus["picovoice_test"]
     b, ref_b = corpus["ps_librivox_0870"]
-    proc = run("-m", "hub", "transcribe", str(a), str(b), "--local-nodes", "2", "--format", "json", tag=tag)
+    proc = run("-m", "hub", "transcribe", str(a), str(b), "--local-nodes", "2", "--engine", "sphinx", "--format", "json",
+               tag=tag)
     assert proc.returncode == 0, proc.stderr
     docs = json.loads(proc.stdout)
     assert [d["name"] for d in docs] == [a.name, b.name]
@@ -106,7 +107,7 @@ def test_ctrl_c_tears_everything_down(corpus):
     tag = unique_prefix()
     path, _ = corpus["lhotse_2412-153948-0000"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hub", "transcribe", str(path), "--local-nodes", "2", "--max-chunk", "4", "--target-chunk", "3"],
+        [sys.executable, "-m", "hub", "transcribe", str(path), "--local-nodes", "2", "--max-chunk", "4"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tagged_env(tag),
     )
     try:

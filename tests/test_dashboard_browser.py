@@ -125,7 +125,7 @@ def running_dashboard(store: Path, *args: str, env: dict[str, str] | None = None
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     with running_dashboard(tmp_path_factory.mktemp("dashboard-store"), "--local-nodes", "2",
-                           "--target-chunk", "6", "--max-chunk", "10") as dash:
+                           "--max-chunk", "10") as dash:
         for node in NODES:
             dash.wait_line(rf"node {node}: online", 60)
         yield dash

@@ -63,7 +63,7 @@ def test_a_recording_on_disk_reads_and_plans_like_one_in_memory(tmp_path: Path) 
     assert len(on_disk) == len(in_memory) == len(segment)
     assert on_disk[1234:5678].raw_data == segment[1234:5678].raw_data
     assert on_disk[len(segment) - 3 : len(segment) + 50].raw_data == segment[len(segment) - 3 :].raw_data
-    settings = ChunkingSettings(target_s=8, max_s=12)
+    settings = ChunkingSettings(max_s=12)
     assert plan_chunks(on_disk, settings) == plan_chunks(segment, settings)
     copy = tmp_path / "copy.wav"
     on_disk.write_wav(copy)

@@ -184,7 +184,7 @@ def _busy(raw: RawClient) -> set[str]:
 def _serve(store: Path, broker_url: str, prefix: str, tag: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "hub", "serve", "--store", str(store), "--broker", broker_url, "--prefix", prefix,
-         "--target-chunk", "5", "--max-chunk", "8"],
+         "--max-chunk", "8"],
         cwd=ROOT, env=tagged_env(tag), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
 

@@ -77,7 +77,7 @@ def test_hard_cuts_inside_speech_overlap_and_keep_every_word_once(broker, corpus
     prefix = unique_prefix()
     nodes = start_nodes(broker.url, prefix, 2, engine="whisper", model=model_dir())
     hub = start_hub(
-        broker.url, prefix, chunking=ChunkingSettings(target_s=6, max_s=9, min_s=3, min_silence_ms=60_000, overlap_s=1.5)
+        broker.url, prefix, chunking=ChunkingSettings(max_s=9, min_s=3, min_silence_ms=60_000, overlap_s=1.5)
     )
     job = run_job(hub, nodes, audio, "hard", online=2, timeout=240)
     assert job.state is JobState.DONE
