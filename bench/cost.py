@@ -295,7 +295,8 @@ class Run:
     sampled_cpu_s: float = 0.0
     processes: int = 0
     by_kind: dict[str, float] = field(default_factory=dict)
-    orphans: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)  #: commands of the processes counted in orphan_cpu_s
+    leaked: list[str] = field(default_factory=list)  #: of those, the ones killed 30 s after the run
     exit_code: int = 0
     text: str = ""
 
@@ -316,7 +317,7 @@ def _run(file: CorpusFile, engine: str, label: str, repeat: int, m: Measured, te
     return Run(
         file.name, engine, label, repeat, m.wall_s, m.cpu_s, **scored(file, text),
         waited_cpu_s=m.waited_cpu_s, orphan_cpu_s=m.orphan_cpu_s, sampled_cpu_s=m.sampled_cpu_s,
-        processes=m.processes, by_kind=m.by_kind, orphans=m.orphans, exit_code=m.returncode,
+        processes=m.processes, by_kind=m.by_kind, orphans=m.orphans, leaked=m.leaked, exit_code=m.returncode,
     )
 
 
