@@ -75,12 +75,21 @@ def _answer(engine, pcm: bytes, rate: int, width: int, context_s: float) -> tupl
     ``context_s``: the audio ends with this much trailing context. The node passes it only to engines
     that read it (:data:`edge_node.engines.CONTEXT_ENGINES`), which may stop decoding once they reach it;
     for the others it has cut the context off, and ``context_s`` is 0.
+
+    Audio that cannot be speech (:mod:`edge_node.speech`: digital silence, steady hiss or hum) is
+    answered ``no-speech`` without the engine, which would hear words in it. The test engines
+    (:data:`edge_node.engines.TEST_ENGINES`) hear no words and get every chunk.
     """
     import speech_recognition as sr
 
-    from edge_node.engines import NoSpeech
+    from edge_node import speech
+    from edge_node.engines import TEST_ENGINES, NoSpeech
 
     try:
+        if engine.name not in TEST_ENGINES and not (heard := speech.hear(pcm, rate, width)).speech:
+            _LOGGER.debug("no speech in %.1f s of audio: %s (loud frames %.1f dBFS, %.1f dB above the quiet ones)",
+                          len(pcm) / (rate * width), heard.reason, heard.loud_dbfs, heard.rise_db)
+            raise NoSpeech()
         audio = sr.AudioData(pcm, rate, width)
         text, spans = engine.transcribe_timed(audio, context_s) if context_s else engine.transcribe_timed(audio)
         return (ResultStatus.OK.value, text, "", spans)
