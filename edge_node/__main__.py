@@ -106,13 +106,20 @@ def transcribe(argv: list[str]) -> int:
     except (EngineUnavailable, AudioFileError) as exc:
         say(f"edge_node: {exc}")
         return 2
+    from edge_node import speech
+
     try:
+        if not speech.hear(audio.get_raw_data(), audio.sample_rate, audio.sample_width).speech:
+            raise NoSpeech()  # as a node answers: the engine would hear words in silence or hum
         text = engine.transcribe(audio)
     except NoSpeech:
         text = ""
     except EngineError as exc:
         say(f"edge_node: {exc}")
         return 1
+    if not text:
+        say("edge_node: no speech heard")
+        return 0
     print(text)
     return 0
 

@@ -8,7 +8,8 @@
 Without ``--broker``, a private Mosquitto is started from the repository's
 mosquitto.conf on a free loopback port, with ``--local-nodes`` edge nodes
 (default 2). Every process started here is stopped on exit, Ctrl-C included.
-Transcripts go to stdout, progress to stderr.
+Transcripts go to stdout, progress to stderr. A recording without speech prints nothing (JSON: its
+document, with no text) and ``hub: no speech heard`` on stderr; it is no error.
 
 Exit codes: 0 done (``listen``: stopped by Ctrl-C or SIGTERM, transcript complete); 1 a job
 finished with gaps or failed (``listen``: also the device went away); 2 bad input or
@@ -37,7 +38,7 @@ from hub.launch import (
 from hub.listen import Latency, ListenSession, add_capture_args, listen_settings
 from hub.local import LocalCluster
 from hub.service import HubSettings
-from hub.transcript import FORMATS, render
+from hub.transcript import FORMATS, render, to_text
 from protocol.broker import BrokerAddress
 from protocol.cli import env_default, say, setup_logging
 from protocol.topics import Topics
@@ -121,16 +122,21 @@ def _transcribe(args: argparse.Namespace, local: int) -> int:
 
 
 def _report(jobs: list[Job], fmt: str, cluster: LocalCluster) -> int:
+    """Print the transcripts; say on stderr which jobs failed, left gaps, or heard no speech. The exit code."""
     code = 0
     if fmt == "json":
         docs = [json.loads(render(job, "json")) for job in jobs]
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, ensure_ascii=False))
     for job in jobs:
-        if fmt != "json":
+        # a recording without speech prints nothing (JSON: its document, with no text), and is no error
+        silent = job.state is JobState.DONE and not to_text(job)
+        if fmt != "json" and not silent:
             if len(jobs) > 1:
                 print(f"==> {job.name} <==")
             print(render(job, fmt))
-        if job.state is JobState.FAILED:
+        if silent:
+            say(f"hub: {job.name}: no speech heard" if len(jobs) > 1 else "hub: no speech heard")
+        elif job.state is JobState.FAILED:
             say(f"hub: {job.name}: {job.error}")
             for node_id, tail in cluster.dead_nodes().items():
                 say(f"hub: local node {node_id} exited:\n{tail}")

@@ -203,3 +203,63 @@ def wait_until_true(predicate, timeout: float) -> bool:
             pass
         time.sleep(0.1)
     return False
+
+
+# --- a recording without speech ---
+
+
+def write_wav(path: Path, samples: list[int] | bytes) -> Path:
+    """A 16 kHz mono 16-bit WAV of ``samples`` (or of raw PCM bytes)."""
+    import array
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(samples if isinstance(samples, bytes) else array.array("h", samples).tobytes())
+    return path
+
+
+def silent_wavs(tmp_path: Path) -> tuple[Path, Path]:
+    """10 s of digital silence, and 10 s of white noise at -50 dBFS."""
+    import random
+
+    rng = random.Random(1)
+    noise = [round(rng.gauss(0, 32768 * 10 ** (-50 / 20))) for _ in range(160_000)]
+    return write_wav(tmp_path / "silence.wav", bytes(320_000)), write_wav(tmp_path / "hiss.wav", noise)
+
+
+def test_no_speech_prints_nothing_and_says_so(tmp_path, corpus):
+    silence, hiss = silent_wavs(tmp_path)
+    proc = run("-m", "hub", "transcribe", str(silence), "--local-nodes", "1", "--engine", "sphinx")
+    assert (proc.returncode, proc.stdout) == (0, ""), proc.stderr
+    assert [line for line in proc.stderr.splitlines() if "no speech" in line] == ["hub: no speech heard"]
+    # several files: each without speech is named; the one with speech is printed under its name
+    speech, ref = corpus["ps_goforward"]
+    proc = run("-m", "hub", "transcribe", str(silence), str(speech), str(hiss), "--local-nodes", "1", "--engine", "sphinx")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == f"==> {speech.name} <==" and len(proc.stdout.splitlines()) == 2
+    assert wer(ref, proc.stdout.splitlines()[1]) < 0.35
+    said = [line for line in proc.stderr.splitlines() if "no speech" in line]
+    assert sorted(said) == ["hub: hiss.wav: no speech heard", "hub: silence.wav: no speech heard"]
+
+
+def test_no_speech_in_every_format(tmp_path):
+    silence, hiss = silent_wavs(tmp_path)
+    for fmt in ("json", "srt", "vtt"):
+        proc = run("-m", "hub", "transcribe", str(hiss), "--local-nodes", "1", "--engine", "sphinx", "--format", fmt)
+        assert proc.returncode == 0 and "hub: no speech heard" in proc.stderr.splitlines(), proc.stderr
+        if fmt == "json":  # the normal document, without text
+            doc = json.loads(proc.stdout)
+            assert doc["state"] == "done" and doc["text"] == ""
+            assert {s["status"] for s in doc["segments"]} == {"no-speech"}
+        else:
+            assert proc.stdout == ""
+
+
+def test_edge_node_transcribe_of_no_speech_prints_nothing(tmp_path):
+    for path in silent_wavs(tmp_path):
+        proc = run("-m", "edge_node", "transcribe", str(path), "--engine", "sphinx")
+        assert (proc.returncode, proc.stdout) == (0, ""), proc.stderr
+        assert one_line_error(proc) == "edge_node: no speech heard"
