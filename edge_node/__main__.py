@@ -25,8 +25,8 @@ def _engine_args(parser: argparse.ArgumentParser) -> None:
     # the test engines (chaos) are choices only with EDGESCRIBE_TEST_ENGINES=1, so --help stays clean
     parser.add_argument(
         "--engine", default=env_default("--engine", DEFAULT_ENGINE), choices=available_engines(),
-        help="whisper (the default: faster-whisper, model tiny.en), sphinx (PocketSphinx: far faster, less "
-        "accurate, for the smallest devices), vosk (offline, a local model directory) or google (online: the "
+        help="whisper (the default: faster-whisper, model tiny.en), sphinx (PocketSphinx: far less accurate, "
+        "lighter on memory; for 32-bit ARM and small boards), vosk (offline, a local model directory) or google (online: the "
         "audio is sent to Google); docs/operations.md says which suits which device",
     )
     parser.add_argument(

@@ -68,7 +68,7 @@ def add_hub_args(parser: argparse.ArgumentParser, log_level: str) -> None:
     )
     # the test engines (chaos, simulated) are choices only with EDGESCRIBE_TEST_ENGINES=1, as for a node
     parser.add_argument("--engine", default=env_default("--engine", DEFAULT_ENGINE), choices=available_engines(),
-                        help=f"engine of the local nodes (default {DEFAULT_ENGINE}; sphinx for slow machines)")
+                        help=f"engine of the local nodes (default {DEFAULT_ENGINE}, model tiny.en; sphinx: PocketSphinx, less accurate)")
     parser.add_argument("--model", default=env_default("--model", ""), help="model of the local nodes")
     parser.add_argument(
         "--local-node-name", default=env_default("--local-node-name"), metavar="NAME",
