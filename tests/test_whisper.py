@@ -60,24 +60,27 @@ def test_whisper_nodes_transcribe_a_job_accurately(broker, corpus):
     assert job.state is JobState.DONE
     assert {c.result.engine for c in job.chunks} == {"whisper"}
     assert wer(reference, to_text(job)) < 0.12, to_text(job)
-    # every chunk but the last heard what follows it (trailing context); none of it came back twice
-    assert len(job.chunks) >= 3 and all(c.spec.context_ms > 0 for c in job.chunks[:-1])
+    # as few chunks as fit the window, with no trailing context: no audio is decoded twice
+    assert len(job.chunks) >= 3 and all(c.spec.context_ms == 0 for c in job.chunks)
     errors = word_errors(reference, to_text(job))
     assert errors["insertions"] <= 1 and errors["deletions"] <= 1, to_text(job)
 
 
 def test_hard_cuts_inside_speech_overlap_and_keep_every_word_once(broker, corpus):
-    """No pause counts (min_silence_ms beyond any pause), so every cut is a hard cut inside speech."""
+    """No pause counts (min_silence_ms beyond any pause), so every cut is a hard cut inside speech.
+
+    Chunks of up to 15 s: with 6 s spans Whisper tiny.en dropped the start of a sentence that began
+    between two hard cuts (real hard cuts come only after 28 s of speech without a pause)."""
     import speech_recognition as sr
 
     from edge_node.engines import create_engine
 
-    names = ["lhotse_2412-153948-0000", "jfk"]
+    names = ["lhotse_2412-153948-0000", "jfk", "picovoice_test"]
     audio, reference = speech(corpus, names)
     prefix = unique_prefix()
     nodes = start_nodes(broker.url, prefix, 2, engine="whisper", model=model_dir())
     hub = start_hub(
-        broker.url, prefix, chunking=ChunkingSettings(max_s=9, min_s=3, min_silence_ms=60_000, overlap_s=1.5)
+        broker.url, prefix, chunking=ChunkingSettings(max_s=15, min_s=3, min_silence_ms=60_000, overlap_s=1.5)
     )
     job = run_job(hub, nodes, audio, "hard", online=2, timeout=240)
     assert job.state is JobState.DONE
