@@ -9,6 +9,10 @@ A live recording (``/api/live``) is a stream job that grows while the browser se
 :mod:`dashboard.live` does the work, in the request's thread. Starting one counts as an upload; its
 blocks do not. Who may call these routes at all is :mod:`dashboard.auth`'s
 business.
+
+The store keeps the audio of the jobs made here (uploads and live recordings, ``keep_audio``) until
+they are deleted, and ``GET /api/jobs/<id>/audio`` serves it, with range requests, for the page's
+player.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dashboard.auth import client_address, too_many
 from dashboard.events import stream
 from dashboard.live import BYTES_PER_S, MAX_BLOCK_BYTES, DurationLimit, Ended, Gap, LiveSession
 from hub.audio import AudioError, TooLong, load_recording
+from hub.jobs import Job
 from hub.service import JobRunning
 from hub.transcript import render
 
@@ -50,6 +55,14 @@ def _error(status: int, message: str) -> tuple[Response, int]:
 
 def _no_job(job_id: str) -> tuple[Response, int]:
     return _error(404, f"no job {job_id}")
+
+
+def _job_or_404(job_id: str) -> Job:
+    """The job as it is now; a 404 (JSON, by the app's handler) if there is none."""
+    found = current().hub.job(job_id)
+    if found is None:
+        abort(404, description=f"no job {job_id}")
+    return found
 
 
 def _clean_name(name: str) -> str:
@@ -97,7 +110,7 @@ def create_job() -> ResponseReturnValue:
         except OSError as exc:  # ffmpeg or ffprobe missing: the server's fault, not the upload's
             _LOGGER.error("cannot decode uploads: %s", exc)
             return _error(500, f"cannot run {exc.filename or 'ffmpeg'} on the server: {exc.strerror}")
-    job = dash.hub.submit(audio, name)
+    job = dash.hub.submit(audio, name, keep_audio=True)  # kept to be played back on the job's page
     return jsonify(id=job.id), 201, {"Location": url_for(".job", job_id=job.id)}
 
 
@@ -173,10 +186,26 @@ def jobs() -> ResponseReturnValue:
 
 @bp.get("/jobs/<job_id>")
 def job(job_id: str) -> ResponseReturnValue:
-    found = current().hub.job(job_id)
-    if found is None:
-        return _no_job(job_id)
-    return jsonify(payloads.detail(found))
+    body = payloads.detail(_job_or_404(job_id))
+    body["audio"] = current().hub.audio_file(job_id) is not None  # GET .../audio plays it
+    return jsonify(body)
+
+
+@bp.get("/jobs/<job_id>/audio")
+def audio(job_id: str) -> ResponseReturnValue:
+    """The job's audio as the store keeps it (16 kHz mono WAV), with range requests for seeking."""
+    hub = current().hub
+    found = _job_or_404(job_id)
+    for _ in range(2):  # the file moves from audio/ to kept/ as the job finishes: look again once
+        path = hub.audio_file(job_id)
+        if path is None:
+            break
+        try:
+            return send_file(path, mimetype="audio/wav", conditional=True, max_age=0,
+                             download_name=f"{Path(found.name).stem or 'recording'}.wav")
+        except FileNotFoundError:
+            continue
+    return _error(404, f"no audio kept for job {job_id}")
 
 
 @bp.get("/jobs/<job_id>/transcript")
@@ -184,9 +213,7 @@ def transcript(job_id: str) -> ResponseReturnValue:
     ext = request.args.get("format", "txt")
     if ext not in DOWNLOADS:
         return _error(400, f"unknown format {ext!r}; choose one of {', '.join(DOWNLOADS)}")
-    found = current().hub.job(job_id)
-    if found is None:
-        return _no_job(job_id)
+    found = _job_or_404(job_id)
     fmt, mimetype = DOWNLOADS[ext]
     body = render(found, fmt)
     if not body.endswith("\n"):

@@ -83,7 +83,7 @@ def close_app(app: Flask) -> None:
 
 
 def _http_error(exc: HTTPException) -> ResponseReturnValue:
-    """Errors under /api/ are JSON ``{"error": "..."}``; pages keep Flask's HTML."""
+    """Errors under /api/ are JSON ``{"error": "..."}``, with the error's headers; pages keep Flask's HTML."""
     if not request.path.startswith("/api/"):
         return exc
     message = exc.description or exc.name
@@ -91,4 +91,6 @@ def _http_error(exc: HTTPException) -> ResponseReturnValue:
         message = f"the upload is larger than the {current().settings.max_upload_mb:g} MB limit"
     elif isinstance(exc, InternalServerError):
         message = "internal error; the dashboard's log has the details"
-    return jsonify(error=message), exc.code or 500
+    # the error's own headers stay: Content-Range of a 416, Allow of a 405
+    headers = [(name, value) for name, value in exc.get_headers() if name.lower() != "content-type"]
+    return jsonify(error=message), exc.code or 500, headers

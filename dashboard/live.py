@@ -146,7 +146,7 @@ class LiveSessions:
     def open(self, name: str) -> LiveSession:
         """A new session with a new stream job. ValueError if the VAD cannot be made."""
         segmenter = Segmenter(self.settings.vad)  # makes the classifier: fails before any job exists
-        job = self.hub.open_stream(name)
+        job = self.hub.open_stream(name, keep_audio=True)  # played back on the job's page
         max_bytes = int(self.settings.max_duration_s * BYTES_PER_S)
         session = LiveSession(self.hub, job, segmenter, max_bytes - max_bytes % 2, self.clock())
         with self._cond:

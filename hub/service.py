@@ -149,12 +149,14 @@ class Hub:
         self._node_listeners.append(listener)
 
     # -- jobs ------------------------------------------------------------------------------
-    def submit(self, audio: AudioSegment | Recording, name: str = "recording", digest: str = "") -> Job:
+    def submit(self, audio: AudioSegment | Recording, name: str = "recording", digest: str = "",
+               keep_audio: bool = False) -> Job:
         """Cut ``audio`` (16 kHz mono 16-bit) into chunks and queue them.
 
         A :class:`~hub.recording.Recording` from :func:`hub.audio.load_recording` stays on disk: chunks
         are read from it when they are sent. An AudioSegment (:func:`hub.audio.load_audio`) is used in
-        place. Either is dropped when the job finishes.
+        place. Either is dropped from memory when the job finishes; with a store and ``keep_audio``, the
+        store keeps its WAV until the job is deleted (:meth:`audio_file`).
         """
         if isinstance(audio, AudioSegment):
             if audio.frame_rate != SAMPLE_RATE or audio.channels != 1 or audio.sample_width != 2:
@@ -169,7 +171,7 @@ class Hub:
             self.store.save_audio(job)  # outside the lock: a long recording takes a while to write
         with self._lock:
             if self.store is not None:
-                self.store.add(job, digest)
+                self.store.add(job, digest, keep_audio)
             self._dispatcher.add_job(job)
             self._persist([job])
             self._wake.notify_all()
@@ -178,14 +180,15 @@ class Hub:
         return job
 
     # -- streams -------------------------------------------------------------------------
-    def open_stream(self, name: str = "stream") -> Job:
-        """A new, empty job that grows with :meth:`append` until :meth:`close_stream`."""
+    def open_stream(self, name: str = "stream", keep_audio: bool = False) -> Job:
+        """A new, empty job that grows with :meth:`append` until :meth:`close_stream`; ``keep_audio``
+        as for :meth:`submit`."""
         job = Job(id=uuid.uuid4().hex[:16], name=name, audio=None, chunks=[], language=self.settings.language, open=True)
         if self.store is not None:
             self.store.append_audio(job.id, 0, b"")
         with self._lock:
             if self.store is not None:
-                self.store.add(job)
+                self.store.add(job, keep_audio=keep_audio)
             self._dispatcher.add_job(job)
         _LOGGER.info("stream %s (%s) opened", job.id, name)
         self._notify([job])
@@ -268,6 +271,10 @@ class Hub:
                 chunks = [dataclasses.replace(c, tried=set(c.tried), audio=None) for c in job.chunks]
                 return dataclasses.replace(job, audio=None, chunks=chunks)
             return self.store.load(job_id) if self.store is not None else None
+
+    def audio_file(self, job_id: str) -> Path | None:
+        """The store's WAV of a job's audio (see :meth:`JobStore.audio_file`); None without one or without a store."""
+        return self.store.audio_file(job_id) if self.store is not None else None
 
     def summaries(self) -> list[dict[str, object]]:
         """Every job in the store, newest first (see :meth:`JobStore.summaries`); empty without a store."""

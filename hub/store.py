@@ -5,6 +5,9 @@ Layout of a store directory::
     hub.sqlite3     jobs, chunks (state, attempts, result), the hub's own id
     audio/<id>.wav  the recording of each unfinished job (16 kHz mono 16-bit); for a stream, its
                     session audio as it arrives, silent between utterances
+    kept/<id>.wav   the same file, moved here when the job finishes, for a job made with
+                    ``keep_audio`` (the dashboard's, to play back); deleted with the job. Other jobs'
+                    audio is deleted when they finish.
     hub.lock        held (flock) by the one hub process using the store
 
 Every change of a job is written before the hub acknowledges the MQTT message
@@ -46,7 +49,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     state TEXT NOT NULL,
     error TEXT NOT NULL DEFAULT '',
     digest TEXT NOT NULL DEFAULT '',
-    open INTEGER NOT NULL DEFAULT 0
+    open INTEGER NOT NULL DEFAULT 0,
+    keep_audio INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS chunks (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -85,6 +89,7 @@ class JobStore:
         self.directory = Path(directory)
         self.audio_dir = self.directory / "audio"
         self.audio_dir.mkdir(parents=True, exist_ok=True)
+        self.kept_dir = self.directory / "kept"  #: finished jobs' audio, kept to be played back
         self._lock_file = open(self.directory / "hub.lock", "a+")  # noqa: SIM115 - held for the store's life
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -111,7 +116,7 @@ class JobStore:
 
     def _upgrade(self) -> None:
         """Bring a store written by an earlier version up to this schema (columns added since)."""
-        for table, columns in (("chunks", ("lead_ms", "tail_ms", "context_ms")), ("jobs", ("open",))):
+        for table, columns in (("chunks", ("lead_ms", "tail_ms", "context_ms")), ("jobs", ("open", "keep_audio"))):
             have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
             for column in columns:
                 if column not in have:
@@ -153,20 +158,25 @@ class JobStore:
         """
         write_wav_at(self._audio_path(job_id), start_ms * SAMPLE_RATE // 1000, pcm)
 
-    def add(self, job: Job, digest: str = "") -> None:
-        """Keep a new job's rows; :meth:`save_audio` (or :meth:`append_audio`) must have written its audio first."""
+    def add(self, job: Job, digest: str = "", keep_audio: bool = False) -> None:
+        """Keep a new job's rows; :meth:`save_audio` (or :meth:`append_audio`) must have written its audio first.
+
+        With ``keep_audio`` its audio is kept when it finishes (see :meth:`audio_file`), else deleted.
+        """
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
-                "INSERT INTO jobs (id, name, language, created, state, error, digest, open)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (job.id, job.name, job.language, job.created, job.state.value, job.error, digest, int(job.open)),
+                "INSERT INTO jobs (id, name, language, created, state, error, digest, open, keep_audio)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job.id, job.name, job.language, job.created, job.state.value, job.error, digest, int(job.open),
+                 int(keep_audio)),
             )
             written = self._write_chunks(job)
         self._written[job.id] = written
 
     def save(self, job: Job) -> None:
-        """Write a job's state and every chunk that changed since; drop its audio once it is finished."""
+        """Write a job's state and every chunk that changed since; once it is finished, drop its audio
+        (or move it to ``kept/`` if the job keeps it)."""
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
@@ -177,7 +187,7 @@ class JobStore:
         self._written.setdefault(job.id, {}).update(written)  # only once the transaction is committed
         if job.is_finished:
             self._written.pop(job.id, None)
-            self._audio_path(job.id).unlink(missing_ok=True)
+            self._finish_audio(job.id)
 
     def delete(self, job_id: str) -> bool:
         """Remove a job, its chunks and its audio. False if there was no such job."""
@@ -185,7 +195,33 @@ class JobStore:
             deleted = self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount
         self._written.pop(job_id, None)
         self._audio_path(job_id).unlink(missing_ok=True)
+        self._kept_path(job_id).unlink(missing_ok=True)
         return deleted > 0
+
+    # -- a finished job's audio -------------------------------------------------------------
+    def _finish_audio(self, job_id: str) -> None:
+        """A finished job's audio: moved to ``kept/`` if the job keeps it, else deleted."""
+        working = self._audio_path(job_id)
+        if not working.exists():  # already moved or deleted (a save after the job finished)
+            return
+        row = self._db.execute("SELECT keep_audio FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row and row[0]:
+            self.kept_dir.mkdir(exist_ok=True)
+            os.replace(working, self._kept_path(job_id))
+        else:
+            working.unlink(missing_ok=True)
+
+    def audio_file(self, job_id: str) -> Path | None:
+        """The WAV (16 kHz mono 16-bit) of a job's audio: a finished job's kept one, else an unfinished
+        job's working one (a stream's still growing); None if the store holds neither.
+
+        Touches no table: safe outside the hub's lock. The file may move from ``audio/`` to ``kept/``
+        as the job finishes: a reader that finds it gone asks again.
+        """
+        for path in (self._kept_path(job_id), self._audio_path(job_id)):
+            if path.is_file():
+                return path
+        return None
 
     def _write_chunks(self, job: Job) -> dict[int, tuple[object, ...]]:
         """Write the chunk rows that differ from their last written state; return their new keys."""
@@ -286,3 +322,6 @@ class JobStore:
 
     def _audio_path(self, job_id: str) -> Path:
         return self.audio_dir / f"{job_id}.wav"
+
+    def _kept_path(self, job_id: str) -> Path:
+        return self.kept_dir / f"{job_id}.wav"

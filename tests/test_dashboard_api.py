@@ -88,9 +88,9 @@ def finished(hub: Hub, job_id: str, timeout: float = 120) -> None:
     wait_until(done, changed, timeout, f"job {job_id} to finish")
 
 
-def upload(client: FlaskClient, data: bytes, filename: str, **form: str):
+def upload(client: FlaskClient, data: bytes, filename: str, headers: dict[str, str] | None = None, **form: str):
     return client.post("/api/jobs", data={"audio": (io.BytesIO(data), filename), **form},
-                       content_type="multipart/form-data")
+                       content_type="multipart/form-data", headers=headers)
 
 
 def tone_wav(seconds: float, rate: int = 8000) -> bytes:
@@ -174,6 +174,77 @@ def test_upload_transcribe_download_delete(dash, client, corpus):
     assert all(j["id"] != job_id for j in client.get("/api/jobs").json["jobs"])
 
 
+def wav_frames(data: bytes) -> bytes:
+    """The samples of a 16 kHz mono 16-bit WAV."""
+    with wave.open(io.BytesIO(data), "rb") as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+        return w.readframes(w.getnframes())
+
+
+def test_the_audio_of_an_upload_is_kept_and_served_with_ranges(dash, client, corpus):
+    app, hub = dash
+    wait_online(hub, 2)
+    path, _ = corpus["ps_goforward"]
+    job_id = upload(client, path.read_bytes(), "go.wav").json["id"]
+    finished(hub, job_id)
+    assert client.get(f"/api/jobs/{job_id}").json["audio"] is True
+
+    whole = client.get(f"/api/jobs/{job_id}/audio")
+    assert whole.status_code == 200 and whole.mimetype == "audio/wav"
+    assert whole.headers["Accept-Ranges"] == "bytes" and "no-cache" in whole.headers["Cache-Control"]
+    data = whole.data
+    assert int(whole.headers["Content-Length"]) == len(data)
+    with wave.open(str(path), "rb") as original:  # 16 kHz mono already: the same samples, kept whole
+        assert wav_frames(data) == original.readframes(original.getnframes())
+
+    part = client.get(f"/api/jobs/{job_id}/audio", headers={"Range": "bytes=1000-1999"})
+    assert part.status_code == 206 and part.data == data[1000:2000]
+    assert part.headers["Content-Range"] == f"bytes 1000-1999/{len(data)}" and part.headers["Content-Length"] == "1000"
+    tail = client.get(f"/api/jobs/{job_id}/audio", headers={"Range": "bytes=-100"})
+    assert tail.status_code == 206 and tail.data == data[-100:]
+    beyond = client.get(f"/api/jobs/{job_id}/audio", headers={"Range": f"bytes={len(data) + 10}-"})
+    assert beyond.status_code == 416 and beyond.headers["Content-Range"] == f"bytes */{len(data)}" and beyond.json["error"]
+
+    store = app.extensions[EXTENSION].settings.store_dir
+    assert (store / "kept" / f"{job_id}.wav").is_file() and not (store / "audio" / f"{job_id}.wav").exists()
+    assert client.delete(f"/api/jobs/{job_id}").status_code == 204
+    assert not (store / "kept" / f"{job_id}.wav").exists()  # deleted with the job
+    gone = client.get(f"/api/jobs/{job_id}/audio")
+    assert gone.status_code == 404 and gone.json == {"error": f"no job {job_id}"}
+    unknown = client.get("/api/jobs/0123456789abcdef/audio", headers={"Range": "bytes=0-9"})
+    assert unknown.status_code == 404 and unknown.json == {"error": "no job 0123456789abcdef"}
+
+
+def test_a_job_not_made_by_the_dashboard_keeps_no_audio(dash, client, corpus):
+    """hub serve's inbox or hub listen: the audio goes when the job finishes, as before."""
+    app, hub = dash
+    wait_online(hub, 2)
+    job = hub.submit(AudioSegment.from_wav(corpus["ps_goforward"][0]), "from the inbox")
+    finished(hub, job.id)
+    assert client.get(f"/api/jobs/{job.id}").json["audio"] is False
+    answer = client.get(f"/api/jobs/{job.id}/audio")
+    assert answer.status_code == 404 and answer.json == {"error": f"no audio kept for job {job.id}"}
+    assert client.delete(f"/api/jobs/{job.id}").status_code == 204
+
+
+def test_the_audio_needs_the_login_and_plays_while_the_job_waits(broker, tmp_path):
+    token = "audio-test-token-0123456789"
+    with serving(broker.url, tmp_path / "store", token=token) as (app, hub):  # no node: the job waits
+        client = app.test_client()
+        bearer = {"Authorization": f"Bearer {token}"}
+        job_id = upload(client, tone_wav(2), "tone.wav", headers=bearer).json["id"]
+        refused = client.get(f"/api/jobs/{job_id}/audio")
+        assert refused.status_code == 401 and refused.json["error"] and refused.headers["WWW-Authenticate"]
+        wrong = client.get(f"/api/jobs/{job_id}/audio", headers={"Authorization": "Bearer not-the-token-at-all"})
+        assert wrong.status_code == 401 and wrong.json == {"error": "wrong token"}
+        assert client.get("/api/jobs/0123456789abcdef/audio").status_code == 401  # before it says whether it exists
+        waiting = client.get(f"/api/jobs/{job_id}/audio", headers=bearer)  # from the store's working copy
+        assert waiting.status_code == 200 and len(wav_frames(waiting.data)) == 2 * 16000 * 2
+        assert client.get(f"/api/jobs/{job_id}/audio", headers={**bearer, "Range": "bytes=0-43"}).data == waiting.data[:44]
+        client.post("/login", data={"token": token})  # a session opens it as well
+        assert client.get(f"/api/jobs/{job_id}/audio").status_code == 200
+
+
 def test_refused_uploads_say_why_and_leave_no_files(client, corpus, monkeypatch, tmp_path):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -228,7 +299,7 @@ def test_unknown_ids_formats_and_routes(client):
     refused = client.get("/api/jobs/nope/transcript?format=doc")
     assert refused.status_code == 400 and refused.json == {"error": "unknown format 'doc'; choose one of txt, json, srt, vtt"}
     for response in (client.get("/api/jobs/nope"), client.get("/api/jobs/nope/transcript?format=txt"),
-                     client.delete("/api/jobs/nope"), client.get("/api/nope")):
+                     client.get("/api/jobs/nope/audio"), client.delete("/api/jobs/nope"), client.get("/api/nope")):
         assert response.status_code == 404 and response.json["error"]
     assert client.put("/api/jobs").status_code == 405 and client.put("/api/jobs").json["error"]
 

@@ -22,7 +22,7 @@ from dashboard.app import EXTENSION
 from dashboard.live import BYTES_PER_S
 from hub.service import Hub
 from tests.chainkit import wait_online, wait_until
-from tests.test_dashboard_api import finished, serving
+from tests.test_dashboard_api import finished, serving, wav_frames
 
 BLOCK = BYTES_PER_S // 2  # half a second, as the page sends
 PAUSE = bytes(int(1.5 * BYTES_PER_S))  # 1.5 s of silence: longer than the 0.8 s that ends an utterance
@@ -109,6 +109,14 @@ def test_the_transcript_grows_while_the_browser_records(dash, client, speech):
     assert body["state"] == "done" and body["open"] is False and len(body["chunks"]) == len(CLIPS)
     assert wer(reference, body["text"]) < 0.35, body["text"]
     assert body["duration_s"] <= len(audio) / BYTES_PER_S
+    # the recording is kept to be played back: every utterance where it was said, up to the last one's end
+    assert body["audio"] is True
+    kept = wav_frames(client.get(f"/api/jobs/{job_id}/audio").data)
+    spans = [(c.spec.audio_start_ms * 32, c.spec.audio_end_ms * 32) for c in hub.job(job_id).chunks]  # 32 bytes a ms
+    assert len(kept) == spans[-1][1]
+    assert all(kept[start:end] == audio[start:end] for start, end in spans)
+    seek = client.get(f"/api/jobs/{job_id}/audio", headers={"Range": "bytes=44-"})
+    assert seek.status_code == 206 and seek.data == kept
 
     again = send(client, job_id, len(audio), audio[:BLOCK])
     assert again.status_code == 410 and "has ended" in again.json["error"]
