@@ -97,7 +97,9 @@ class JobStore:
             self._lock_file.seek(0)
             owner = self._lock_file.read().strip() or "?"
             self._lock_file.close()
-            raise StoreError(f"store {self.directory} is in use by another hub (pid {owner})") from None
+            raise StoreError(
+                f"store {self.directory} is in use by another hub (pid {owner}); give another --store DIR"
+            ) from None
         self._lock_file.seek(0)
         self._lock_file.truncate()
         self._lock_file.write(str(os.getpid()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -136,10 +137,27 @@ def test_a_store_from_before_overlaps_is_upgraded(tmp_path):
 
 def test_one_hub_per_store(tmp_path):
     first = JobStore(tmp_path)
-    with pytest.raises(StoreError, match="in use by another hub"):
+    with pytest.raises(StoreError, match=rf"store {tmp_path} is in use by another hub \(pid {os.getpid()}\); "
+                                         r"give another --store DIR"):
         JobStore(tmp_path)
     first.close()
     JobStore(tmp_path).close()
+
+
+@pytest.mark.parametrize("command", [["hub", "serve"], ["dashboard", "--port", "0"]])
+def test_a_second_hub_on_a_store_in_use_names_the_flag(broker, tmp_path, command):
+    held = JobStore(tmp_path)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", *command, "--store", str(tmp_path), "--broker", broker.url, "--local-nodes", "0"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        held.close()
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[-1] == (f"{command[0]}: store {tmp_path} is in use by another hub (pid {os.getpid()}); "
+                         "give another --store DIR"), proc.stderr
 
 
 def test_a_damaged_result_is_done_again_and_lost_audio_fails_the_job(tmp_path):
