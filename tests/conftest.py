@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,17 @@ from hub.broker import LocalBroker  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 MANIFEST = DATA / "manifest.tsv"
+INTERNET_ENV = "EDGESCRIBE_TEST_INTERNET"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``internet`` (pyproject.toml) run only when asked for: EDGESCRIBE_TEST_INTERNET=1 or -m internet."""
+    if os.environ.get(INTERNET_ENV) == "1" or "internet" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason=f"reaches the internet: set {INTERNET_ENV}=1 (or -m internet) to run it")
+    for item in items:
+        if "internet" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

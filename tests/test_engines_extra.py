@@ -1,8 +1,9 @@
 """The vosk and google engines.
 
 No package ships an English Vosk model, so the tests that decode real speech with Vosk run only when
-``EDGESCRIBE_VOSK_MODEL`` names a model directory. Google's web API needs the internet; its live test
-skips when www.google.com cannot be reached, and the rest replaces the web call.
+``EDGESCRIBE_VOSK_MODEL`` names a model directory. Google's web API needs the internet: the tests that
+reach it are marked ``internet`` and run only with ``EDGESCRIBE_TEST_INTERNET=1`` (or ``-m internet``);
+the rest replaces the web call.
 """
 
 from __future__ import annotations
@@ -184,6 +185,7 @@ def test_google_outcomes_with_the_web_call_replaced(monkeypatch):
     assert str(exc.value) == "engine google: recognition connection failed: [Errno -3] Temporary failure in name resolution"
 
 
+@pytest.mark.internet
 def test_google_transcribes_speech_when_online(corpus):
     if not online():
         pytest.skip("offline: www.google.com:80 cannot be reached within 2 s")
@@ -208,6 +210,7 @@ def test_edge_node_with_vosk_and_no_model_directory_exits_with_one_line(command)
         assert "/nonexistent not found" in line
 
 
+@pytest.mark.internet  # it looks for www.google.com, then the engine tries Google's web API
 def test_edge_node_transcribe_with_google_offline_exits_with_one_line():
     if online():
         pytest.skip("online: this checks the offline failure")
