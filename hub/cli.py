@@ -6,31 +6,41 @@
     python -m hub listen [--device NAME|INDEX] [--broker URL] [--local-nodes N] [--output FILE]
 
 Without ``--broker``, a private Mosquitto is started from the repository's
-mosquitto.conf on a free loopback port, with ``--local-nodes`` edge nodes
-(default 2). Every process started here is stopped on exit, Ctrl-C included.
-Transcripts go to stdout, progress to stderr. A recording without speech prints nothing (JSON: its
-document, with no text) and ``hub: no speech heard`` on stderr; it is no error.
+mosquitto.conf on a loopback port, with ``--local-nodes`` edge nodes (default 2): a free port
+for ``transcribe``, ``serve`` and ``listen``; for ``up``, ``--port`` (1883) when it is free. Every
+process started here is stopped on exit, Ctrl-C included.
+Transcripts go to stdout, progress to stderr: a bar (percent of the audio done, elapsed, time left)
+when stderr is a terminal, else a line each time a job's count of finished chunks changes. A
+recording without speech prints nothing (JSON: its document, with no text) and ``hub: no speech
+heard`` on stderr; it is no error. SIGINT or SIGTERM on ``transcribe`` prints what is finished, in
+``--format``, each unfinished stretch marked ``[gap 01:20-05:00: interrupted]``, then stops everything.
 
 Exit codes: 0 done (``listen``: stopped by Ctrl-C or SIGTERM, transcript complete); 1 a job
 finished with gaps or failed (``listen``: also the device went away); 2 bad input or
-configuration (``listen``: no such device, or it cannot be opened); 130 interrupted.
+configuration (``listen``: no such device, or it cannot be opened); 130 interrupted by SIGINT
+(Ctrl-C), 143 by SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import os
 import signal
+import sys
 import threading
 import uuid
 from pathlib import Path
+
+from tqdm import tqdm
 
 from hub.audio import AudioError, load_recording
 from hub.broker import port_is_free
 from hub.capture import DeviceError, default_input, find_input, list_inputs, sounddevice
 from hub.inbox import Inbox, atomic_write
-from hub.jobs import ChunkState, Job, JobState
+from hub.jobs import ChunkState, ChunkWork, Job, JobState
 from hub.launch import (
     Interrupted, NodeLog, StartError, add_hub_args, add_job_args, check_args, default_store_dir, hub_settings,
     local_hub, stop_on_signals,
@@ -92,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "listen":
             return _listen(args, local)
         return _up(args, local)
-    except Interrupted:
+    except Interrupted as exc:
         say("hub: interrupted")
-        return 130
+        return exc.exit_code
 
 
 def _transcribe(args: argparse.Namespace, local: int) -> int:
@@ -107,34 +117,58 @@ def _transcribe(args: argparse.Namespace, local: int) -> int:
     except OSError as exc:  # ffmpeg or ffprobe missing or not runnable
         say(f"hub: cannot run {exc.filename or 'ffmpeg'}: {exc.strerror}; install ffmpeg (apt-get install ffmpeg)")
         return 2
+    progress = _Progress(bar_of_s=sum(len(audio) for _, audio in recordings) / 1000 if sys.stderr.isatty() else None)
     try:
         # node ids of their own, so that local nodes of several hubs on one broker never collide
         with local_hub(args, local, settings, name=f"local-{uuid.uuid4().hex[:4]}") as (hub, cluster):
-            hub.add_listener(_Progress())
-            hub.start()
-            jobs = [hub.submit(audio, name) for name, audio in recordings]
-            for job in jobs:
-                job.finished.wait()
+            jobs: list[Job] = []
+            try:
+                hub.add_listener(progress)
+                hub.start()
+                for name, audio in recordings:
+                    jobs.append(hub.submit(audio, name))
+                for job in jobs:
+                    while not job.finished.wait(1.0):
+                        progress.tick()  # the bar's elapsed and remaining time move on between chunks
+            except Interrupted as exc:  # the finished text is printed, the rest marked as a gap; then teardown
+                progress.close()
+                if not jobs:
+                    raise
+                return _report_interrupted([hub.job(job.id) or job for job in jobs], args.format, exc)
+            progress.close()
             return _report(jobs, args.format, cluster)
     except StartError as exc:
         say(f"hub: {exc}")
         return 2
+    finally:
+        progress.close()
+
+
+def _silent(job: Job) -> bool:
+    """A recording without speech: it prints nothing (JSON: its document, with no text), and is no error."""
+    return job.state is JobState.DONE and not to_text(job)
+
+
+def _print(jobs: list[Job], fmt: str) -> None:
+    """The transcripts on stdout in ``fmt``, each under its name when there are several; flushed."""
+    if fmt == "json":
+        docs = [json.loads(render(job, "json")) for job in jobs]
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, ensure_ascii=False))
+    else:
+        for job in jobs:
+            if not _silent(job):
+                if len(jobs) > 1:
+                    print(f"==> {job.name} <==")
+                print(render(job, fmt))
+    sys.stdout.flush()
 
 
 def _report(jobs: list[Job], fmt: str, cluster: LocalCluster) -> int:
     """Print the transcripts; say on stderr which jobs failed, left gaps, or heard no speech. The exit code."""
+    _print(jobs, fmt)
     code = 0
-    if fmt == "json":
-        docs = [json.loads(render(job, "json")) for job in jobs]
-        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, ensure_ascii=False))
     for job in jobs:
-        # a recording without speech prints nothing (JSON: its document, with no text), and is no error
-        silent = job.state is JobState.DONE and not to_text(job)
-        if fmt != "json" and not silent:
-            if len(jobs) > 1:
-                print(f"==> {job.name} <==")
-            print(render(job, fmt))
-        if silent:
+        if _silent(job):
             say(f"hub: {job.name}: no speech heard" if len(jobs) > 1 else "hub: no speech heard")
         elif job.state is JobState.FAILED:
             say(f"hub: {job.name}: {job.error}")
@@ -147,21 +181,103 @@ def _report(jobs: list[Job], fmt: str, cluster: LocalCluster) -> int:
     return code
 
 
-class _Progress:
-    """Prints one line to stderr each time a job's count of finished chunks changes."""
+INTERRUPTED = "interrupted"  #: the reason in the gap marker of what a signal left unfinished
 
-    def __init__(self) -> None:
+
+def interrupted(job: Job) -> Job:
+    """A copy of ``job`` as far as it got: each run of unfinished chunks becomes one failed chunk,
+    whose gap (``[gap 01:20-05:00: interrupted]``) covers their time range. Chunks that failed on their
+    own keep their gap and reason. A job with unfinished chunks is ``partial``, its error ``interrupted``."""
+    if all(c.state in (ChunkState.DONE, ChunkState.FAILED) for c in job.chunks):
+        return job
+    chunks: list[ChunkWork] = []
+    for chunk in job.chunks:
+        if chunk.state in (ChunkState.DONE, ChunkState.FAILED):
+            chunks.append(chunk)
+            continue
+        last = chunks[-1] if chunks else None
+        if last is not None and last.state is ChunkState.FAILED and last.reason == INTERRUPTED:
+            spec = dataclasses.replace(last.spec, end_ms=chunk.spec.end_ms, tail_ms=chunk.spec.tail_ms,
+                                       context_ms=chunk.spec.context_ms)
+            chunks[-1] = dataclasses.replace(last, spec=spec)
+        else:
+            chunks.append(ChunkWork(chunk.seq, chunk.spec, state=ChunkState.FAILED, reason=INTERRUPTED))
+    return dataclasses.replace(job, audio=None, chunks=chunks, state=JobState.PARTIAL, error=INTERRUPTED)
+
+
+def _report_interrupted(jobs: list[Job], fmt: str, by: Interrupted) -> int:
+    """Print what ``jobs`` had finished when the signal came, the rest marked; the signal's exit code."""
+    _print([interrupted(job) for job in jobs], fmt)
+    done = sum(job.count(ChunkState.DONE) for job in jobs)
+    total = sum(len(job.chunks) for job in jobs)
+    say(f"hub: interrupted by {by.name} with {done} of {total} chunk(s) done; the rest is marked as a gap")
+    return by.exit_code
+
+
+def _terminal_size() -> tuple[int, int]:
+    """Columns and lines of the terminal on stderr; 80 x 24 where it says 0 (a pseudo-terminal never sized)."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except OSError:
+        return 80, 24
+    return size.columns or 80, size.lines or 24
+
+
+class _Progress:
+    """Progress on stderr, as the hub's job listener (called from its thread).
+
+    With ``bar_of_s`` (the seconds of audio of all the jobs; given when stderr is a terminal) a bar
+    (tqdm) of the audio done: percent, elapsed and estimated time left; :meth:`tick` redraws it from
+    the main thread between chunks. Without, one line each time a job's count of finished chunks
+    changes, as a log or a pipe wants it.
+    """
+
+    def __init__(self, bar_of_s: float | None = None) -> None:
         self._lock = threading.Lock()
         self._seen: dict[str, tuple[int, str]] = {}
+        self._done_s: dict[str, float] = {}
+        self._chunks: dict[str, tuple[int, int]] = {}
+        self._bar: tqdm | None = None
+        self._closed = False
+        if bar_of_s is not None:
+            columns, lines = _terminal_size()
+            self._bar = tqdm(
+                ncols=columns, nrows=lines, total=round(bar_of_s, 1), file=sys.stderr, smoothing=0, mininterval=0.2,
+                bar_format="{percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of audio "
+                           "[{elapsed} elapsed, {remaining} left{postfix}]",
+            )
 
     def __call__(self, job: Job) -> None:
         done = job.count(ChunkState.DONE) + job.count(ChunkState.FAILED)
-        key = (done, job.state.value)
         with self._lock:
+            if self._closed:
+                return
+            if self._bar is not None:
+                self._done_s[job.id] = sum(c.spec.duration_ms for c in job.chunks
+                                           if c.state in (ChunkState.DONE, ChunkState.FAILED)) / 1000
+                self._chunks[job.id] = (done, len(job.chunks))
+                self._bar.set_postfix_str(f"{sum(d for d, _ in self._chunks.values())}/"
+                                          f"{sum(n for _, n in self._chunks.values())} chunks", refresh=False)
+                self._bar.update(round(sum(self._done_s.values()), 1) - self._bar.n)
+                return
+            key = (done, job.state.value)
             if self._seen.get(job.id) == key:
                 return
             self._seen[job.id] = key
         say(f"{job.name}: {done}/{len(job.chunks)} chunks, {job.state.value}")
+
+    def tick(self) -> None:
+        with self._lock:
+            if self._bar is not None:
+                self._bar.refresh()
+
+    def close(self) -> None:
+        """Leave the bar as it is, on a line of its own; later changes print nothing more."""
+        with self._lock:
+            self._closed = True
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
 
 
 def _up(args: argparse.Namespace, local: int) -> int:

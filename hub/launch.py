@@ -32,6 +32,20 @@ DEFAULT_LOCAL_NODES = 2
 class Interrupted(Exception):
     """Raised in the main thread by SIGINT or SIGTERM once :func:`stop_on_signals` is installed."""
 
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        self.signum = int(signum)
+        super().__init__(self.name)
+
+    @property
+    def name(self) -> str:
+        """The signal's name, e.g. ``SIGTERM``."""
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's code for a process its signal stopped: 130 for SIGINT, 143 for SIGTERM."""
+        return 128 + self.signum
+
 
 class StartError(RuntimeError):
     """The private broker, a local node or the hub could not start; the message is one line."""
@@ -41,7 +55,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     # Teardown is bounded (SIGTERM, then SIGKILL after a timeout): further signals must not cut it short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Interrupted()
+    raise Interrupted(signum)
 
 
 def stop_on_signals() -> None:

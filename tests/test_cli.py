@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -263,3 +264,168 @@ def test_edge_node_transcribe_of_no_speech_prints_nothing(tmp_path):
         proc = run("-m", "edge_node", "transcribe", str(path), "--engine", "sphinx")
         assert (proc.returncode, proc.stdout) == (0, ""), proc.stderr
         assert one_line_error(proc) == "edge_node: no speech heard"
+
+
+# --- a signal keeps what is finished (issue 18) ---
+
+
+def long_clip(corpus, tmp_path: Path) -> Path:
+    """36 s of speech: four clips of tests/data back to back."""
+    from pydub import AudioSegment
+
+    names = ["lhotse_2412-153948-0000", "jfk", "picovoice_test", "ps_librivox_0870"]
+    audio = sum((AudioSegment.from_wav(corpus[n][0]) for n in names), AudioSegment.empty())
+    audio.export(tmp_path / "long.wav", format="wav")
+    return tmp_path / "long.wav"
+
+
+#: one sphinx node takes one chunk at a time, in order; no overlap at hard cuts, so each chunk's text
+#: is the same whether its neighbours are finished or not
+SLOW = ("--engine", "sphinx", "--max-chunk", "4", "--chunk-overlap", "0")
+
+
+def interrupt_after_a_chunk(path: Path, fmt: str, signum: int, tag: str) -> tuple[int, str, str]:
+    """Start ``hub transcribe`` with one local node; once a chunk is done (its stderr says so), send
+    ``signum``. Its exit code, stdout and stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "transcribe", str(path), "--local-nodes", "1", *SLOW, "--format", fmt],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tagged_env(tag),
+    )
+    try:
+        deadline = time.monotonic() + 120  # readline returns at each progress line, or at the end
+        seen = ""
+        while not re.search(r": [1-9]\d*/\d+ chunks", seen):
+            assert time.monotonic() < deadline, seen
+            line = proc.stderr.readline()
+            assert line, f"hub exited early: {proc.wait()}: {seen}"
+            seen += line
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode, out, seen + err
+
+
+def test_a_signal_prints_the_finished_chunks_and_a_gap_for_the_rest(corpus, tmp_path):
+    from hub.audio import load_recording
+    from hub.chunking import ChunkingSettings, plan_chunks
+    from hub.transcript import clock
+
+    path = long_clip(corpus, tmp_path)
+    specs = plan_chunks(load_recording(path), ChunkingSettings(max_s=4, overlap_s=0))
+    end = clock(specs[-1].end_ms / 1000)
+    # the reference: each chunk's text when the whole recording is done
+    full = run("-m", "hub", "transcribe", str(path), "--local-nodes", "2", *SLOW, "--format", "json")
+    assert full.returncode == 0, full.stderr
+    reference = json.loads(full.stdout)["segments"]
+    assert len({s["seq"] for s in reference}) == len(specs) >= 6
+
+    def text_before(k: int) -> str:
+        return " ".join(s["text"] for s in reference if s["seq"] < k and s["text"])
+
+    # SIGINT: the text of the chunks done, exactly, then one gap to the end; exit 130
+    tag = unique_prefix()
+    code, out, err = interrupt_after_a_chunk(path, "text", signal.SIGINT, tag)
+    assert code == 130, err
+    k = next((k for k in range(1, len(specs)) if out.startswith(text_before(k) + " [gap")), None)
+    assert k is not None, out
+    assert out == f"{text_before(k)} [gap {clock(specs[k].start_ms / 1000)}-{end}: interrupted]\n".lstrip()
+    assert f"interrupted by SIGINT with {k} of {len(specs)} chunk(s) done" in err
+    assert wait_gone(processes_tagged(tag), 30) == set()
+
+    # SIGTERM, as JSON: the finished chunks' segments as they are when all is done, one failed segment after them
+    tag = unique_prefix()
+    code, out, err = interrupt_after_a_chunk(path, "json", signal.SIGTERM, tag)
+    assert code == 143, err
+    doc = json.loads(out)
+    assert (doc["state"], doc["error"]) == ("partial", "interrupted")
+    *done, gap = doc["segments"]
+    k = gap["seq"]
+    assert 1 <= k < len(specs) and [(s["seq"], s["text"]) for s in done] == [
+        (s["seq"], s["text"]) for s in reference if s["seq"] < k
+    ]
+    assert (gap["status"], gap["reason"], gap["start_s"], gap["end_s"]) == (
+        "failed", "interrupted", specs[k].start_ms / 1000, specs[-1].end_ms / 1000
+    )
+    assert doc["text"] == f"{text_before(k)} [gap {clock(gap['start_s'])}-{end}: interrupted]".lstrip()
+    assert wait_gone(processes_tagged(tag), 30) == set()
+
+
+def test_an_interrupted_job_marks_each_unfinished_stretch_once_in_every_format():
+    from hub.chunking import ChunkSpec
+    from hub.cli import interrupted
+    from hub.jobs import ChunkState, ChunkWork, Job, JobState
+    from hub.transcript import render
+    from protocol.messages import Result, ResultStatus
+
+    chunks = [ChunkWork(i, ChunkSpec(i * 20_000, (i + 1) * 20_000)) for i in range(6)]
+    for seq, text in ((0, "hello there"), (3, "later on")):
+        chunks[seq].state = ChunkState.DONE
+        chunks[seq].result = Result("j", seq, 1, "pi-1", ResultStatus.OK, text=text, engine="sphinx")
+    chunks[1].state, chunks[1].node_id = ChunkState.ASSIGNED, "pi-1"
+    chunks[4].state, chunks[4].reason = ChunkState.FAILED, "pi-2: engine process died"
+    job = Job(id="j", name="talk.wav", audio=None, chunks=chunks, state=JobState.RUNNING)
+    cut = interrupted(job)
+    assert render(cut, "text") == ("hello there [gap 00:20-01:00: interrupted] later on "
+                                   "[gap 01:20-01:40: pi-2: engine process died] [gap 01:40-02:00: interrupted]")
+    doc = json.loads(render(cut, "json"))
+    assert (doc["state"], doc["error"], doc["duration_s"]) == ("partial", "interrupted", 120.0)
+    assert [(s["seq"], s["status"], s["start_s"], s["end_s"]) for s in doc["segments"]] == [
+        (0, "ok", 0.0, 20.0), (1, "failed", 20.0, 60.0), (3, "ok", 60.0, 80.0), (4, "failed", 80.0, 100.0),
+        (5, "failed", 100.0, 120.0),
+    ]
+    assert "00:00:20,000 --> 00:00:27,000\n[gap 00:20-01:00: interrupted]\n" in render(cut, "srt")
+    assert "00:01:40.000 --> 00:01:47.000\n[gap 01:40-02:00: interrupted]\n" in render(cut, "vtt")
+    assert job.chunks[1].state is ChunkState.ASSIGNED  # the job itself is left as it was
+    for chunk in chunks:
+        chunk.state = ChunkState.DONE if chunk.state is not ChunkState.FAILED else chunk.state
+    assert interrupted(job) is job  # nothing unfinished: nothing to mark
+
+
+# --- progress ---
+
+
+def test_progress_is_a_bar_on_a_terminal(corpus):
+    import pty
+    import select
+    import termios
+
+    tag = unique_prefix()
+    path, ref = corpus["lhotse_2412-153948-0000"]
+    master, slave = pty.openpty()
+    termios.tcsetwinsize(slave, (24, 100))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "transcribe", str(path), "--local-nodes", "1", "--engine", "sphinx",
+         "--max-chunk", "4"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=slave, text=True, env=tagged_env(tag),
+    )
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                break
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's last writer has gone
+                break
+            if not data:
+                break
+            seen += data
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, seen
+    assert wer(ref, out) < 0.35
+    frames = [f.strip() for f in seen.decode().replace("\n", "\r").split("\r") if "%|" in f]
+    assert len({f.split("%")[0] for f in frames}) >= 3, frames  # 0 %, some way, 100 %
+    assert frames[-1].startswith("100%|") and "12/12 s of audio" in frames[-1], frames[-1]
+    assert all(" elapsed, " in f and " left" in f and len(f) <= 100 for f in frames)
+    assert any(re.search(r"elapsed, \d\d:\d\d left", f) for f in frames[:-1])  # an estimate while it works
+    assert "chunks, running" not in seen.decode()  # no plain lines on a terminal
