@@ -4,7 +4,9 @@
                         [--token-file FILE] [--upload-rate N] [--listen [--device NAME|INDEX]]
 
 Without ``--broker`` a private Mosquitto and 2 local edge nodes start beside it, exactly as for
-``python -m hub`` (:mod:`hub.launch`). The hub keeps its jobs in ``--store``: that is the history.
+``python -m hub`` (:mod:`hub.launch`); that broker takes port 1883 when it is free on 127.0.0.1,
+else a free port, and its URL is printed for a second terminal's commands. The hub keeps its jobs
+in ``--store``: that is the history.
 The web server is werkzeug's threaded server, one thread per request (docs/architecture.md says
 why). Ctrl-C or SIGTERM stops the web server, the event streams, the hub, the local nodes and the
 broker, in that order. With ``--listen`` the hub also transcribes a microphone of this machine
@@ -16,7 +18,8 @@ The login token comes from ``EDGESCRIBE_DASHBOARD_TOKEN``, ``--token-file`` or `
 ``EDGESCRIBE_DASHBOARD_SECRET`` signs the session cookies (default: random, so a restart logs
 everyone out). Neither is ever printed or logged (docs/security.md).
 
-Exit codes: 0 stopped by a signal; 2 bad flags, or something could not start.
+Exit codes: 0 stopped by a signal; 2 bad flags, or something could not start; 130 (SIGINT) or 143
+(SIGTERM) a signal while it was starting.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from werkzeug.serving import make_server
 
 from dashboard.app import close_app, create_app
 from dashboard.settings import DashboardSettings
-from hub.broker import port_is_free
+from hub.broker import MQTT_PORT, port_is_free
 from hub.capture import DeviceError
 from hub.launch import (
     Interrupted, NodeLog, StartError, add_hub_args, add_job_args, check_args, default_store_dir, hub_settings,
@@ -111,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     stop_on_signals()
     try:
         return _run(args, local, settings, hub, listen)
-    except Interrupted:  # a signal while starting
+    except Interrupted as exc:  # a signal while starting
         say("dashboard: interrupted")
-        return 130
+        return exc.exit_code
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -134,7 +137,7 @@ def _token(args: argparse.Namespace) -> str | None:
 def _run(args: argparse.Namespace, local: int, settings: DashboardSettings, hub_settings: HubSettings,
          listen: ListenSettings | None) -> int:
     try:
-        with local_hub(args, local, hub_settings, name="dashboard") as (hub, cluster):
+        with local_hub(args, local, hub_settings, name="dashboard", prefer_port=MQTT_PORT) as (hub, cluster):
             # the inbox's job listener comes first: done/<name>.txt is written before the page hears "done"
             inbox = Inbox(hub, settings.store_dir, max_duration_s=settings.max_duration_s) if args.inbox else None
             app = create_app(settings, hub)
@@ -157,6 +160,8 @@ def _run(args: argparse.Namespace, local: int, settings: DashboardSettings, hub_
                 say(f"  hub {hub.hub_id}, broker {hub.settings.broker}, {local} local edge node(s), "
                     f"store {settings.store_dir}. Ctrl-C stops everything.")
                 say(f"  {settings.redacted()}")
+                if args.broker is None:
+                    say(f"  from another terminal: .venv/bin/python -m hub transcribe FILE --broker {cluster.broker_url}")
                 if inbox is not None:
                     say(f"  transcribing what is dropped into {settings.store_dir / 'inbox'} "
                         f"-> {settings.store_dir / 'done'}")

@@ -1,7 +1,10 @@
 """Run a private Mosquitto broker derived from the repository's ``mosquitto.conf``.
 
 Used by tests, benchmarks and single-machine setups: the broker gets its own port, data directory
-and log file under a work directory, so it never touches a system broker on port 1883.
+and log file under a work directory, so it never touches a system broker on port 1883. A broker
+that people address by hand (the dashboard's, ``hub up``'s) prefers :data:`MQTT_PORT`: it takes it
+when it is free on its host, else a free port (:func:`choose_port`), so that the usual
+``--broker mqtt://127.0.0.1:1883`` reaches it from a second terminal.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ _FALLBACK_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 _POLL_INTERVAL = 0.02
 _START_ATTEMPTS = 5
 _LOG_TAIL_LINES = 20
+MQTT_PORT = 1883  #: MQTT's registered port, which a broker people type the address of prefers
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -64,6 +68,18 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+def choose_port(preferred: int | None, host: str = "127.0.0.1") -> int:
+    """``preferred`` when nothing holds it on ``host``, else a free port (logged as a warning)."""
+    if preferred is None:
+        return free_port(host)
+    if port_is_free(preferred, host):
+        return preferred
+    port = free_port(host)
+    _LOGGER.warning("port %d on %s is taken (a system mosquitto?); the private broker takes port %d instead",
+                    preferred, host, port)
+    return port
+
+
 def _can_connect(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
@@ -81,7 +97,8 @@ class LocalBroker:
 
     ``start()`` after ``stop()`` or ``kill()`` reuses the same port and data directory, so retained
     messages and persistent sessions survive restarts (after ``kill()`` only what the broker saved,
-    see ``autosave_interval`` in the repository conf).
+    see ``autosave_interval`` in the repository conf). ``port`` is that port, or None for a free one;
+    ``prefer_port`` (without ``port``) is tried first, if it is free.
     """
 
     def __init__(
@@ -90,6 +107,7 @@ class LocalBroker:
         port: int | None = None,
         host: str = "127.0.0.1",
         conf: Path = REPO_CONF,
+        prefer_port: int | None = None,
     ) -> None:
         self._workdir = Path(workdir)
         self._host = host
@@ -97,6 +115,7 @@ class LocalBroker:
         self._port = port
         # An explicit port, or one a broker has already run on, is never replaced by another.
         self._port_fixed = port is not None
+        self._prefer_port = prefer_port
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- properties -------------------------------------------------------------------------
@@ -161,8 +180,8 @@ class LocalBroker:
         deadline = time.monotonic() + timeout
         attempts = 1 if self._port_fixed else _START_ATTEMPTS
         for attempt in range(1, attempts + 1):
-            if not self._port_fixed:
-                self._port = free_port(self._host)
+            if not self._port_fixed:  # the preferred port first, if free; then any free one
+                self._port = choose_port(self._prefer_port if attempt == 1 else None, self._host)
             try:
                 self._launch(executable, deadline)
             except _AddressInUse as exc:

@@ -37,7 +37,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from hub.audio import AudioError, load_recording
-from hub.broker import port_is_free
 from hub.capture import DeviceError, default_input, find_input, list_inputs, sounddevice
 from hub.inbox import Inbox, atomic_write
 from hub.jobs import ChunkState, ChunkWork, Job, JobState
@@ -281,12 +280,9 @@ class _Progress:
 
 
 def _up(args: argparse.Namespace, local: int) -> int:
-    port = args.port if args.broker is None and port_is_free(args.port) else None
-    if args.broker is None and port is None:
-        _LOGGER.warning("port %d is taken (a system mosquitto?); using a free port instead", args.port)
     settings = HubSettings(broker=BrokerAddress.parse("mqtt://127.0.0.1"), topics=Topics(args.prefix))
     try:
-        with local_hub(args, local, settings, name="local", broker_port=port) as (watcher, cluster):
+        with local_hub(args, local, settings, name="local", prefer_port=args.port) as (watcher, cluster):
             url = cluster.broker_url
             say(f"edgescribe is up: broker {url}, {local} local edge node(s). Ctrl-C stops everything.")
             say(f"  transcribe a file:  .venv/bin/python -m hub transcribe FILE --broker {url}")

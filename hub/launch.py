@@ -1,8 +1,9 @@
 """Starting a hub the way every command does: its flags, its settings, and what runs beside it.
 
 Shared by ``python -m hub`` (:mod:`hub.cli`) and ``python -m dashboard``, so that both take the
-same flags and the same embedded default: without ``--broker``, a private Mosquitto on a free
-loopback port (see :class:`hub.local.LocalCluster`) and ``DEFAULT_LOCAL_NODES`` local edge nodes.
+same flags and the same embedded default: without ``--broker``, a private Mosquitto on a loopback
+port (see :class:`hub.local.LocalCluster`: a free one, or the port a command prefers when that is
+free) and ``DEFAULT_LOCAL_NODES`` local edge nodes.
 """
 
 from __future__ import annotations
@@ -148,18 +149,19 @@ def hub_settings(args: argparse.Namespace, store_dir: Path | None = None) -> Hub
 
 @contextmanager
 def local_hub(
-    args: argparse.Namespace, local: int, settings: HubSettings, name: str, broker_port: int | None = None,
+    args: argparse.Namespace, local: int, settings: HubSettings, name: str, prefer_port: int | None = None,
 ) -> Iterator[tuple[Hub, LocalCluster]]:
     """Start the private broker (without ``--broker``) and ``local`` nodes, then make a hub on that broker.
 
     The hub is made, not started: add listeners, then call ``hub.start()``. On leaving, the hub stops
     first, then the nodes (each drains), then the broker. Raises :class:`StartError` if the broker,
     a node or the hub's store cannot be used. Local nodes are named ``<name>-node1``, ..., where
-    ``--local-node-name`` overrides ``name``.
+    ``--local-node-name`` overrides ``name``. The private broker takes ``prefer_port`` when it is
+    free on 127.0.0.1 (the dashboard and ``hub up``: :data:`hub.broker.MQTT_PORT`), else a free port.
     """
     name = args.local_node_name or name
     options = NodeOptions(engine=args.engine, model=args.model, prefix=args.prefix)
-    cluster = LocalCluster(local, settings.broker if args.broker else None, options, name=name, broker_port=broker_port)
+    cluster = LocalCluster(local, settings.broker if args.broker else None, options, name=name, prefer_port=prefer_port)
     hub = None
     try:
         try:

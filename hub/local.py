@@ -40,15 +40,19 @@ class NodeOptions:
 
 
 class LocalCluster:
-    """An optional private broker plus N edge node processes, torn down together."""
+    """An optional private broker plus N edge node processes, torn down together.
+
+    The private broker (when ``broker`` is None) listens on 127.0.0.1, on ``prefer_port`` when that
+    is free, else on a free port (:func:`hub.broker.choose_port`).
+    """
 
     def __init__(
-        self, nodes: int, broker: BrokerAddress | None, options: NodeOptions, name: str, broker_port: int | None = None,
+        self, nodes: int, broker: BrokerAddress | None, options: NodeOptions, name: str, prefer_port: int | None = None,
     ) -> None:
         self._count = nodes
         self._options = options
         self._name = name
-        self._broker_port = broker_port
+        self._prefer_port = prefer_port
         self._tmp = tempfile.TemporaryDirectory(prefix="edgescribe-")
         self.workdir = Path(self._tmp.name)
         self.broker: LocalBroker | None = None
@@ -66,7 +70,7 @@ class LocalCluster:
 
     def start(self) -> None:
         if self.address is None:
-            self.broker = LocalBroker(self.workdir / "broker", port=self._broker_port)
+            self.broker = LocalBroker(self.workdir / "broker", prefer_port=self._prefer_port)
             self.broker.start()
             self.address = BrokerAddress.parse(self.broker.url)
             _LOGGER.info("started a private broker at %s", self.address)

@@ -429,3 +429,24 @@ def test_progress_is_a_bar_on_a_terminal(corpus):
     assert all(" elapsed, " in f and " left" in f and len(f) <= 100 for f in frames)
     assert any(re.search(r"elapsed, \d\d:\d\d left", f) for f in frames[:-1])  # an estimate while it works
     assert "chunks, running" not in seen.decode()  # no plain lines on a terminal
+
+
+# --- the broker's port ---
+
+
+def test_a_broker_people_address_takes_its_preferred_port_only_when_free(tmp_path):
+    import socket
+
+    from hub.broker import LocalBroker, choose_port, free_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        assert choose_port(busy) != busy
+        with LocalBroker(tmp_path / "a", prefer_port=busy) as local:
+            assert local.port != busy and local.url == f"mqtt://127.0.0.1:{local.port}"
+    wanted = free_port()
+    assert choose_port(wanted) == wanted
+    with LocalBroker(tmp_path / "b", prefer_port=wanted) as local:
+        assert local.port == wanted
