@@ -125,12 +125,15 @@ def default_input(sd: ModuleType) -> int | None:
     return None if index is None or index < 0 else int(index)
 
 
+NO_INPUT = ("no sound input device found (PortAudio sees none); plug in a microphone, "
+            "or check that this user may use the sound devices (group audio)")
+
+
 def find_input(wanted: str | None, devices: list[InputDevice], default: int | None) -> InputDevice:
     """The device ``wanted`` names (see :class:`CaptureSettings`). DeviceError, naming the choices, if none."""
     choices = "; ".join(str(d) for d in devices)
     if not devices:
-        raise DeviceError("no input device found (PortAudio sees none); plug in a microphone, "
-                          "or check that this user may use the sound devices (group audio)")
+        raise DeviceError(NO_INPUT)
     if wanted is None:
         match = [d for d in devices if d.index == default] or devices[:1]
         return match[0]

@@ -16,9 +16,9 @@ heard`` on stderr; it is no error. SIGINT or SIGTERM on ``transcribe`` prints wh
 ``--format``, each unfinished stretch marked ``[gap 01:20-05:00: interrupted]``, then stops everything.
 
 Exit codes: 0 done (``listen``: stopped by Ctrl-C or SIGTERM, transcript complete); 1 a job
-finished with gaps or failed (``listen``: also the device went away); 2 bad input or
-configuration (``listen``: no such device, or it cannot be opened); 130 interrupted by SIGINT
-(Ctrl-C), 143 by SIGTERM.
+finished with gaps or failed (``listen``: also the device went away; ``listen --list-devices``: no
+input device); 2 bad input or configuration (``listen``: no such device, or it cannot be opened);
+130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from hub.audio import AudioError, load_recording
-from hub.capture import DeviceError, default_input, find_input, list_inputs, sounddevice
+from hub.capture import NO_INPUT, DeviceError, default_input, find_input, list_inputs, sounddevice
 from hub.inbox import Inbox, atomic_write
 from hub.jobs import ChunkState, ChunkWork, Job, JobState
 from hub.launch import (
@@ -337,6 +337,9 @@ def _listen(args: argparse.Namespace, local: int) -> int:
         sd = sounddevice()
         devices = list_inputs(sd)
         if args.list_devices:
+            if not devices:
+                say(f"hub: {NO_INPUT}")
+                return 1
             default = default_input(sd)
             for device in devices:
                 print(f"{'*' if device.index == default else ' '} {device.describe()}")

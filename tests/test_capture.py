@@ -243,10 +243,28 @@ def test_capture_device_names_and_errors_name_the_choices():
         find_input("nope", DEVICES, None)
     with pytest.raises(DeviceError, match="ambiguous"):
         find_input("u", DEVICES, None)
-    with pytest.raises(DeviceError, match="no input device found"):
+    with pytest.raises(DeviceError, match="no sound input device found"):
         find_input(None, [], None)
     with pytest.raises(DeviceError, match=r"cannot open input device 0 'USB Audio Device: Mic'.*Device unavailable.*another program"):
         Microphone(fake_sd("Device unavailable [PaErrorCode -9985]"), DEVICES[0], CaptureSettings())
+
+
+@pytest.mark.parametrize("devices", [[], [{"index": 2, "name": "hdmi", "hostapi": 0, "max_input_channels": 0,
+                                            "default_samplerate": 48000.0}]])
+def test_capture_list_devices_without_an_input_device_says_so_and_fails(monkeypatch, capsys, devices):
+    import hub.cli
+
+    sd = types.SimpleNamespace(query_devices=lambda: devices, query_hostapis=lambda: [{"name": "ALSA"}],
+                               default=types.SimpleNamespace(device=[-1, -1]))
+    monkeypatch.setattr(hub.cli, "sounddevice", lambda: sd)
+    monkeypatch.setattr(hub.cli, "stop_on_signals", lambda: None)  # pytest's own handlers stay
+    assert hub.cli.main(["listen", "--list-devices"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("hub: no sound input device found (PortAudio sees none); plug in a microphone")
+    sd.query_devices = lambda: [*devices, {"index": 3, "name": "USB mic", "hostapi": 0, "max_input_channels": 1,
+                                           "default_samplerate": 44100.0}]
+    assert hub.cli.main(["listen", "--list-devices"]) == 0
+    assert capsys.readouterr().out == "  3: USB mic (ALSA, 1 in, 44100 Hz)\n"
 
 
 def test_capture_callback_only_enqueues_and_counts_overruns():
