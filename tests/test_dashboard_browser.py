@@ -201,6 +201,25 @@ def assert_no_horizontal_scroll(page) -> None:
     assert width <= page.viewport_size["width"], f"the page is {width} px wide, wider than the screen"
 
 
+def small_tap_targets(page) -> list[str]:
+    """Every visible control of the page under 44 px tall, described."""
+    return page.evaluate("""() => [...document.querySelectorAll(
+            'button, a[href]:not(.skip-link), input:not(.visually-hidden), select, audio, label')]
+        .filter((el) => el.getClientRects().length && !el.closest('[hidden]'))
+        .filter((el) => el.getBoundingClientRect().height < 44)
+        .map((el) => `${el.tagName} #${el.id} .${el.className} "${el.textContent.trim().slice(0, 20)}"`
+                     + ` ${el.getBoundingClientRect().height.toFixed(1)} px`)""")
+
+
+def upload_as(clip: Path, name: str) -> dict[str, object]:
+    """A file for set_input_files: the clip under another name."""
+    return {"name": name, "mimeType": "audio/wav", "buffer": clip.read_bytes()}
+
+
+def job_id_of(page) -> str:
+    return page.evaluate("decodeURIComponent(location.hash.slice('#job='.length))")
+
+
 def history_item(page, name: str):
     return page.locator("#job-list .job-item", has=page.locator(".job-item-name", has_text=re.compile(f"^{re.escape(name)}$")))
 
@@ -225,6 +244,10 @@ def test_record_through_the_microphone_and_see_the_words(page, dashboard):
     heard = time.monotonic()
     expect(page.locator("#record-label")).to_have_text("Stop")
     expect(page.locator("#job-progress-text")).to_contain_text("recording…")
+    # the job's line and the recorder's timer say the same time (read in one go: both change on each tick)
+    assert page.evaluate("document.getElementById('job-meta').textContent.includes("
+                         "'recording: ' + document.getElementById('elapsed').textContent + ' so far')"), \
+        (page.locator("#job-meta").inner_text(), page.locator("#elapsed").inner_text())
     first_end = clip_seconds(MICROPHONE_CLIPS[0])
     print(f"live recording: the first clip's words on the page {heard - clicked - first_end:.1f} s after it ended")
     shot(page, "laptop-2-transcribing")
@@ -237,9 +260,16 @@ def test_record_through_the_microphone_and_see_the_words(page, dashboard):
     )
     page.click("#record")
     expect(page.locator("#record-label")).to_have_text("Record")
+    recorded = page.locator("#elapsed").inner_text()
     expect(page.locator("#job-state")).to_have_text("Done", timeout=90_000)
+    # after Stop the status line follows the job: once it is done, it says so
+    expect(page.locator("#record-status")).to_have_text(f"Recorded {recorded}: the transcript is ready.")
+    expect(page.locator("#job-meta")).to_contain_text(f"recorded {recorded}")
     expect(page.locator("#chunk-strip .chunk-done")).to_have_count(page.locator("#chunk-strip .chunk").count())
     assert page.locator("#chunk-strip .chunk").count() >= 2  # one chunk per utterance at least
+    # the live recording's review: timed paragraphs and its audio
+    expect(page.locator("#transcript .para").first).to_be_visible()
+    expect(page.locator("#player")).to_have_attribute("src", f"/api/jobs/{job_id_of(page)}/audio")
     text = page.locator("#transcript").inner_text().lower()
     assert "forward" in text and "country" in text and "fellow americans" in text, text
     expect(page.locator("#record-error")).to_be_hidden()
@@ -301,6 +331,104 @@ def test_upload_by_picker_then_copy_and_download(browser, dashboard, tmp_path):
     finally:
         context.close()
     assert errors == []
+
+
+WATCH_HIGHLIGHTS = """() => {
+    window.highlighted = [];  // every word given the highlight, in order, as its index among the words
+    const words = [...document.querySelectorAll('#transcript .w')];
+    new MutationObserver((changes) => {
+        for (const change of changes) {
+            if (change.target.classList.contains('playing')) window.highlighted.push(words.indexOf(change.target));
+        }
+    }).observe(document.getElementById('transcript'), {subtree: true, attributes: true, attributeFilter: ['class']});
+}"""
+
+
+def test_review_a_transcript_with_its_audio(browser, dashboard, tmp_path):
+    """An upload's transcript as timed paragraphs: a click on a word plays from it and highlights it."""
+    context, page, errors = open_page(browser, LAPTOP)
+    try:
+        goto(page, dashboard)
+        # 11 s, 22 words; under a name of its own: the other tests find their jobs in the history by name
+        page.set_input_files("#file-input", files=[upload_as(DATA / "jfk.wav", "review-jfk.wav")])
+        expect(page.locator("#job-title")).to_have_text("review-jfk.wav", timeout=20_000)
+        expect(page.locator("#job-state")).to_have_text("Done", timeout=90_000)
+        job_id = job_id_of(page)
+        body = page.request.get(dashboard.api(f"/api/jobs/{job_id}")).json()
+        words = [w for seg in body["segments"] for w in seg["words"]]
+        assert len(words) >= 15 and body["audio"] is True
+
+        # the words in order, in paragraphs that each start with their time
+        shown = page.locator("#transcript .w")
+        expect(shown).to_have_count(len(words))
+        assert shown.all_inner_texts() == [w["text"] for w in words]
+        starts = [float(x) for x in shown.evaluate_all("(els) => els.map((el) => el.dataset.start)")]
+        assert starts == [w["start_s"] for w in words]
+        paragraphs = page.locator("#transcript .para")
+        times = paragraphs.locator(".para-time").all_inner_texts()
+        assert len(times) == paragraphs.count() >= 1 and all(re.fullmatch(r"\d+:\d\d", t) for t in times), times
+        assert times[0] == f"0:{int(words[0]['start_s']):02d}"
+        # unsure words are marked, with their confidence in the tooltip
+        unsure = [w for w in words if w["confidence"] is not None and w["confidence"] < 0.5]
+        expect(page.locator("#transcript .w.unsure")).to_have_count(len(unsure))
+        for w in page.locator("#transcript .w.unsure").all()[:3]:
+            assert "unsure (confidence 0." in w.get_attribute("title")
+        expect(page.locator("#review-hint")).to_contain_text("Click a time or a word")
+
+        # the player has the job's audio, all 11 s of it
+        player = page.locator("#player")
+        expect(player).to_have_attribute("src", f"/api/jobs/{job_id}/audio")
+        page.wait_for_function("document.getElementById('player').readyState >= 1", timeout=10_000)
+        assert abs(player.evaluate("(el) => el.duration") - 11.0) < 0.05
+
+        # a click on a word in the middle: the audio goes there, that word lights up, then the next ones
+        page.evaluate(WATCH_HIGHLIGHTS)
+        index = next(i for i in range(len(words) // 2, len(words) - 1) if words[i + 1]["start_s"] > words[i]["start_s"])
+        shown.nth(index).click()
+        page.wait_for_function("window.highlighted.length > 0", timeout=10_000)
+        assert page.evaluate("window.highlighted[0]") == index
+        at = player.evaluate("(el) => el.currentTime")
+        assert words[index]["start_s"] - 0.02 <= at < words[index]["start_s"] + 3, (at, words[index])
+        page.wait_for_function(f"window.highlighted.some((i) => i > {index})", timeout=10_000)  # it plays on
+        expect(page.locator("#transcript .w.playing")).to_have_count(1)
+        page.screenshot(path=str(tmp_path / "review-laptop.png"), full_page=True, animations="disabled")
+        shot(page, "laptop-11-review")
+
+        # a paragraph's time plays from the paragraph's start
+        player.evaluate("(el) => el.pause()")
+        paragraphs.last.locator(".para-time").click()
+        start = float(paragraphs.last.locator(".para-time").get_attribute("data-start"))
+        page.wait_for_function(f"document.getElementById('player').currentTime >= {start - 0.02}", timeout=10_000)
+        assert player.evaluate("(el) => el.currentTime") < start + 3
+        player.evaluate("(el) => el.pause()")
+    finally:
+        context.close()
+    assert errors == []
+
+    # the same on a phone: uploaded there, reviewed there, every control big enough for a finger
+    context, page, errors = open_page(browser, PHONE, is_mobile=True, has_touch=True)
+    try:
+        goto(page, dashboard)
+        page.set_input_files("#file-input", files=[upload_as(DATA / "ps_goforward.wav", "review-phone.wav")])
+        expect(page.locator("#job-title")).to_have_text("review-phone.wav", timeout=20_000)
+        expect(page.locator("#job-state")).to_have_text("Done", timeout=90_000)
+        words = page.locator("#transcript .w")
+        expect(words.first).to_be_visible()
+        assert_no_horizontal_scroll(page)
+        assert small_tap_targets(page) == []
+        page.evaluate(WATCH_HIGHLIGHTS)
+        words.last.tap()
+        page.wait_for_function("window.highlighted.length > 0", timeout=10_000)
+        assert page.evaluate("window.highlighted[0]") == words.count() - 1
+        page.locator("#player").evaluate("(el) => el.pause()")
+        page.locator("#job").scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "review-phone.png"), animations="disabled")
+        page.screenshot(path=str(tmp_path / "review-phone-whole.png"), full_page=True, animations="disabled")
+        shot(page, "phone-5-review")
+    finally:
+        context.close()
+    assert errors == []
+    print(f"screenshots: {tmp_path}")
 
 
 def test_drop_two_files_at_once_open_one_by_keyboard_and_delete_it(page, dashboard):
@@ -404,7 +532,9 @@ def test_phone_layout_has_no_horizontal_scroll(browser, dashboard):
         history_item(page, "On the phone").tap()
         expect(page.locator("#job-title")).to_have_text("On the phone")
         expect(page.locator("#job-state .badge")).to_have_text("Done", timeout=90_000)
+        expect(page.locator("#transcript .para").first).to_be_visible()
         assert_no_horizontal_scroll(page)
+        assert small_tap_targets(page) == []
         page.locator("#job").scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "phone-2-job.png"), animations="disabled")
         shot(page, "phone-3-whole-page")

@@ -2,8 +2,8 @@
 // Plain ES modules, no build step. Server strings only ever become text nodes (see dom.js).
 
 import { badge, bytes, clock, h, setChildren, when } from "./dom.js";
-import { LiveRecording, liveSupported } from "./live-recorder.js";
-import { Recording, explain, extensionFor, unsupportedReason } from "./recorder.js";
+import { RecorderPanel } from "./recorder-panel.js";
+import { Review } from "./review.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -11,7 +11,6 @@ const state = {
   jobs: new Map(), // id -> summary, as in GET /api/jobs
   nodes: new Map(), // node_id -> node
   job: null, // the open job (full body) or null
-  recording: null,
   uploadsInFlight: 0,
 };
 
@@ -128,6 +127,7 @@ async function loadJobs() {
     const body = await api("/api/jobs");
     state.jobs = new Map(body.jobs.map((job) => [job.id, job]));
     renderJobList();
+    for (const job of state.jobs.values()) recorder.jobChanged(job); // one may have finished while away
   } catch (error) {
     showNotice($("job-list-empty"), `Could not load the history: ${error.message}`);
   }
@@ -152,9 +152,14 @@ function jobChanged(job) {
   state.jobs.set(job.id, { ...(old || {}), ...job });
   renderJobList();
   renderUploads();
+  recorder.jobChanged(job);
   if (state.job && state.job.id === job.id) {
-    state.job = { ...state.job, ...job };
+    const merged = { ...state.job, ...job };
+    if (job.text !== state.job.text) delete merged.segments; // events carry no segments: they are stale now
+    const justFinished = FINISHED.has(job.state) && !FINISHED.has(state.job.state);
+    state.job = merged;
     renderJob();
+    if (justFinished || (FINISHED.has(job.state) && !merged.segments)) openJob(job.id, { quiet: true }); // for the review
   }
 }
 
@@ -213,7 +218,9 @@ function renderJobList() {
           h(
             "span",
             { class: "job-item-meta" },
-            [when(job.created), job.duration_s ? clock(job.duration_s) : null, progressShort(job.progress, job.state, job.open)]
+            // an open recording's duration_s lags behind (audio since the last pause is not in it yet): not shown
+            [when(job.created), job.duration_s && !job.open ? clock(job.duration_s) : null,
+              progressShort(job.progress, job.state, job.open)]
               .filter(Boolean)
               .join(" · "),
           ),
@@ -252,6 +259,7 @@ async function openJob(id, { quiet = false, focus = false } = {}) {
 
 function closeJob() {
   state.job = null;
+  review.clear();
   renderJob(true);
   renderJobList();
 }
@@ -265,18 +273,14 @@ function renderJob(fresh = false) {
     return;
   }
   if (fresh) {
+    review.clear();
     $("transcript").replaceChildren();
     $("transcript").dataset.text = "";
     $("job-notice").textContent = "";
   }
   $("job-title").textContent = job.name || job.id;
   setChildren($("job-state"), badge(job.open ? "recording" : job.state)); // open: a live recording still growing
-  $("job-meta").textContent = [
-    job.created ? `Started ${when(job.created)}` : null,
-    job.duration_s ? `${clock(job.duration_s)} of audio` : null,
-  ]
-    .filter(Boolean)
-    .join(" · ");
+  renderMeta(job);
   $("job-error").hidden = !job.error;
   $("job-error").textContent = job.error || "";
 
@@ -290,6 +294,17 @@ function renderJob(fresh = false) {
   const running = !FINISHED.has(job.state);
   $("delete").disabled = running;
   $("delete").title = running ? "A job can be deleted once it has finished" : "";
+}
+
+/** "Started today 10:31 · 0:11 of audio". A recording made on this page shows the recorder's own time, so
+ * that the two never disagree; another page's open recording shows none (its chunks lag behind it). */
+function renderMeta(job) {
+  const recorded = recorder.secondsOf(job.id);
+  let length = null;
+  if (recorded !== null) length = job.open ? `recording: ${clock(recorded)} so far` : `recorded ${clock(recorded)}`;
+  else if (job.open) length = "recording now";
+  else if (job.duration_s) length = `${clock(job.duration_s)} of audio`;
+  $("job-meta").textContent = [job.created ? `Started ${when(job.created)}` : null, length].filter(Boolean).join(" · ");
 }
 
 function renderProgress(job) {
@@ -362,6 +377,20 @@ function transcriptNodes(text) {
 
 function renderTranscript(job) {
   const box = $("transcript");
+  const reviewing = FINISHED.has(job.state) && Array.isArray(job.segments) && Boolean(job.text);
+  $("review-hint").hidden = !reviewing;
+  $("review-hint").textContent = `${job.audio ? "Click a time or a word to play from there." : "The audio of this job was not kept."}`
+    + " Words with a dotted underline are the ones the engine was unsure of.";
+  box.setAttribute("aria-live", reviewing ? "off" : "polite"); // a review is not news to read out
+  if (reviewing) {
+    review.show(job);
+    box.dataset.text = "";
+    return;
+  }
+  if (box.classList.contains("review")) {
+    review.clear();
+    box.replaceChildren();
+  }
   const text = typeof job.text === "string" ? job.text : "";
   const shown = box.dataset.text || "";
   box.querySelector(".transcript-pending")?.remove();
@@ -646,144 +675,19 @@ function setUpDropzone() {
   });
 }
 
-// ---------------------------------------------------------------- recording
-
-function setLevel(level) {
-  const meter = $("level");
-  const pct = Math.round(level * 100);
-  $("level-fill").style.transform = `scaleX(${level})`;
-  meter.setAttribute("aria-valuenow", String(pct));
-  if (level > Number(meter.dataset.peak)) meter.dataset.peak = level.toFixed(3);
-}
-
-function setRecordingUi(recording) {
-  $("record").classList.toggle("recording", recording);
-  $("record-label").textContent = recording ? "Stop" : "Record";
-  $("record").setAttribute("aria-pressed", recording ? "true" : "false");
-  document.body.classList.toggle("is-recording", recording);
-}
-
-function recordError(message) {
-  $("record-error").hidden = !message;
-  $("record-error").textContent = message || "";
-}
-
-/** "Recording 2026-11-24 10:31", in the browser's own time. */
-function recordingName() {
-  const now = new Date();
-  const two = (n) => String(n).padStart(2, "0");
-  return `Recording ${now.getFullYear()}-${two(now.getMonth() + 1)}-${two(now.getDate())} ${two(now.getHours())}:${two(now.getMinutes())}`;
-}
-
-function recordingEnded() {
-  state.recording = null;
-  setRecordingUi(false);
-  setLevel(0);
-}
-
-/** Stop at the longest recording the server accepts. */
-function tick(recording, seconds) {
-  $("elapsed").textContent = clock(seconds);
-  if (seconds >= limit("maxDurationS")) {
-    $("record-status").textContent = "Stopped at the longest recording the server accepts.";
-    recording.stop();
-  }
-}
-
-/** Live: the job opens at once and its transcript grows while the user speaks. */
-function liveRecording() {
-  const recording = new LiveRecording({
-    onLevel: setLevel,
-    onTick: (seconds) => tick(recording, seconds),
-    describe: errorMessage,
-    onEnded: ({ seconds, error }) => {
-      recordingEnded();
-      if (error) {
-        $("record-status").textContent = `The recording stopped after ${clock(seconds)}; the text so far is kept.`;
-        recordError(error);
-      } else {
-        $("record-status").textContent = `Recorded ${clock(seconds)}: the last words are being transcribed.`;
-      }
-    },
-  });
-  return recording;
-}
-
-/** The fallback (no AudioWorklet): MediaRecorder, uploaded when the user stops. */
-function uploadedRecording() {
-  const recording = new Recording({
-    onLevel: setLevel,
-    onTick: (seconds) => tick(recording, seconds),
-    onEnded: (blob, seconds) => {
-      recordingEnded();
-      if (!blob.size) {
-        $("record-status").textContent = "Nothing was recorded.";
-        return;
-      }
-      const file = new File([blob], `recording.${extensionFor(blob.type)}`, { type: blob.type });
-      $("record-status").textContent = `Recorded ${clock(seconds)}; sending it for transcription…`;
-      upload(file, {
-        name: recordingName(),
-        open: true,
-        onDone: (jobId, error) => {
-          if (jobId) $("record-status").textContent = `Sent the ${clock(seconds)} recording: its transcript is shown as it comes in.`;
-          else {
-            $("record-status").textContent = "The recording was not accepted.";
-            recordError(error);
-          }
-        },
-      });
-    },
-  });
-  return recording;
-}
-
-async function toggleRecording() {
-  if (state.recording) {
-    state.recording.stop();
-    return;
-  }
-  const reason = unsupportedReason();
-  if (reason) {
-    recordError(reason);
-    return;
-  }
-  recordError("");
-  const button = $("record");
-  button.disabled = true;
-  $("record-status").textContent = "Waiting for permission to use the microphone…";
-  const live = liveSupported();
-  const recording = live ? liveRecording() : uploadedRecording();
-  try {
-    $("level").dataset.peak = "0";
-    $("elapsed").textContent = "0:00";
-    const jobId = await recording.start(recordingName());
-    state.recording = recording;
-    setRecordingUi(true);
-    if (live) {
-      location.hash = `job=${encodeURIComponent(jobId)}`;
-      $("record-status").textContent = "Recording: the transcript appears as you speak. Press Stop to finish.";
-    } else {
-      $("record-status").textContent = "Recording. Press Stop to send it for transcription.";
-    }
-  } catch (error) {
-    $("record-status").textContent = "";
-    recordError(explain(error));
-  } finally {
-    button.disabled = false;
-    button.focus();
-  }
-}
-
 // ---------------------------------------------------------------- start
 
+const recorder = new RecorderPanel({
+  upload,
+  describe: errorMessage,
+  findJob: (id) => state.jobs.get(id),
+  onTick: () => state.job && recorder.secondsOf(state.job.id) !== null && renderMeta(state.job),
+  maxSeconds: () => limit("maxDurationS"),
+});
+const review = new Review($("transcript"), $("player"));
+
 function start() {
-  $("record").addEventListener("click", toggleRecording);
-  const reason = unsupportedReason();
-  if (reason) $("record-status").textContent = reason;
-  else if (!liveSupported()) {
-    $("record-status").textContent = "Uses your microphone. The recording is sent for transcription when you press Stop.";
-  }
+  recorder.start();
   setUpDropzone();
   $("copy").addEventListener("click", copyText);
   $("delete").addEventListener("click", deleteJob);
@@ -793,7 +697,7 @@ function start() {
     else closeJob();
   });
   window.addEventListener("beforeunload", (event) => {
-    if (state.recording || state.uploadsInFlight) event.preventDefault();
+    if (recorder.busy || state.uploadsInFlight) event.preventDefault();
   });
   const id = jobIdFromHash();
   if (id) openJob(id);
