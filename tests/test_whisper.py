@@ -15,7 +15,6 @@ from bench.wer import wer, word_errors
 from hub.chunking import ChunkingSettings
 from hub.jobs import JobState
 from hub.transcript import to_text
-from protocol.messages import Span, Word
 from tests.chainkit import run_job, speech, start_hub, start_nodes, unique_prefix
 
 pytestmark = pytest.mark.skipif(
@@ -127,48 +126,60 @@ def test_whisper_stops_decoding_in_a_chunks_trailing_context(corpus):
     assert len(spans) < len(everything) and spans == everything[: len(spans)]
 
 
-def test_speech_left_before_the_cut_gets_a_second_look(monkeypatch):
-    """Whisper skipped a short word before the cut: the node decodes that stretch again on its own.
-    The model's answers are replaced here (a narrow test); the chain tests run the real ones."""
+def test_a_window_after_the_last_word_is_decoded_only_if_speech_is_left(corpus):
+    """faster-whisper encodes a further window where the last one ended early; the engine's watch asks
+    first whether speech is left after the last word heard, and ends the decoding if not."""
     import numpy as np
     import speech_recognition as sr
 
     from edge_node.engines import create_engine
+    from edge_node.engines.whisper import _loud_frames, _NoSpeechLeft, _SamplingWatch, _speech_left
 
+    class Inner:
+        def encode(self, *args, **kwargs):
+            return "encoded"
+
+    watch = _SamplingWatch(Inner())
+    assert [watch.encode("f"), watch.encode("f")] == ["encoded", "encoded"]  # no check set: every window
+    watch.more = lambda: False
+    assert watch.encode("f") == "encoded"  # the first window of a decoding is always encoded
+    with pytest.raises(_NoSpeechLeft):
+        watch.encode("f")
+    watch.more = lambda: True
+    assert [watch.encode("f"), watch.encode("f")] == ["encoded", "encoded"]
+
+    rate = 16000
+    samples = np.zeros(rate * 4, dtype=np.float32)
+    samples[: rate] = 0.3  # loud for the first second
+    loud = _loud_frames(samples)
+    assert _speech_left(loud, 0.5) and not _speech_left(loud, 1.0)
+    samples[int(rate * 3.0) : int(rate * 3.1)] = 0.3  # 0.1 s: a click, not speech
+    assert not _speech_left(_loud_frames(samples), 1.0)
+    samples[int(rate * 3.0) : int(rate * 3.3)] = 0.3
+    assert _speech_left(_loud_frames(samples), 1.0)
+
+    # with the real library: 44 s of speech take two windows, and the check is asked before the second
+    audio, _ = speech(corpus, ["jfk", "jfk", "jfk", "jfk"])
     engine = create_engine("whisper", model_dir())
-    rate, own_end, context = 16000, 4.0, 2.0
-    samples = np.zeros(int(rate * (own_end + context)), dtype=np.int16)
-    samples[: rate * 2] = 8000  # the words heard, 0-2 s
-    burst = slice(int(rate * 2.6), int(rate * 3.4))
+    data = sr.AudioData(audio.raw_data, 16000, 2)
+    _, spans = engine.transcribe_timed(data)
+    assert spans[-1].end_s > 40  # speech was left after the first window: it was decoded
+    asked = []
+    original = _speech_left
 
-    calls = []
-    sure = [0.6]  # the model's probability for the words the second look hears
+    def never(loud_, after_s):
+        asked.append(after_s)
+        return False
 
-    def decode(samples_, offset_s, own_end_s):
-        calls.append(offset_s)
-        if len(calls) == 1:  # the whole chunk: a span that runs on into the context
-            return (Span(0.0, 5.0, "we heard this and that", (
-                Word(0.0, 1.0, "we heard", 0.9), Word(1.0, 2.0, "this", 0.9), Word(4.5, 5.0, "that", 0.9),
-            ), 0.8),)
-        return (Span(offset_s, offset_s + 1.6, "Second. Seconds.", (
-            Word(2.6, 3.0, "Second.", sure[0]), Word(3.0, 3.4, "Seconds.", sure[0] + 0.1), Word(4.2, 4.4, "Next", 0.5),
-        )),)
+    import edge_node.engines.whisper as whisper_module
 
-    monkeypatch.setattr(engine, "_decode", decode)
-    text, spans = engine.transcribe_timed(sr.AudioData(samples.tobytes(), rate, 2), context)
-    assert calls == [0.0]  # silence after the last word: no second look
-    samples[burst] = 8000  # now speech is left between the last word and the cut
-    calls.clear()
-    text, spans = engine.transcribe_timed(sr.AudioData(samples.tobytes(), rate, 2), context)
-    assert calls == [0.0, 1.9]  # the second look starts just before the last word's end
-    assert [w.text for s in spans for w in s.words] == ["we heard", "this", "Second.", "Seconds."]
-    assert text == "we heard this Second. Seconds."
-
-    sure[0] = 0.2  # the same second look, unsure (Whisper base heard "K." early, the next chunk's first word)
-    calls.clear()
-    text, spans = engine.transcribe_timed(sr.AudioData(samples.tobytes(), rate, 2), context)
-    assert calls == [0.0, 1.9]  # looked again, and kept nothing from it: the first decoding stands
-    assert text == "we heard this and that"  # "and that" was heard in the context, for the hub to drop
+    whisper_module._speech_left = never
+    try:
+        _, first_only = engine.transcribe_timed(data)
+    finally:
+        whisper_module._speech_left = original
+    assert len(asked) == 1 and 20 < asked[0] < 30.5  # asked once, after the first window's last word
+    assert first_only == spans[: len(first_only)] and first_only[-1].end_s <= 30
 
 
 def test_the_sampling_seed_is_fixed_before_the_model_is_loaded(monkeypatch):
@@ -186,37 +197,6 @@ def test_the_sampling_seed_is_fixed_before_the_model_is_loaded(monkeypatch):
     monkeypatch.setattr(ctranslate2, "set_random_seed", seeds.append)
     create_engine("whisper", model_dir())
     assert seeds == [_SEED]
-
-
-def test_nothing_heard_before_the_cut_gets_the_chunks_own_audio_decoded_alone(monkeypatch):
-    """Whisper base heard nothing in 22 s of spoken numbers followed by their context, and all of them
-    without it: when no word lies before the cut, the second look is the chunk's own audio, to the cut.
-    The model's answers are replaced here (a narrow test); the benchmark ran the real ones."""
-    import numpy as np
-    import speech_recognition as sr
-
-    from edge_node.engines import create_engine
-
-    engine = create_engine("whisper", model_dir())
-    rate, own_end, context = 16000, 4.0, 2.0
-    samples = np.zeros(int(rate * (own_end + context)), dtype=np.int16)
-    samples[rate // 2 : rate * 3] = 8000  # speech in the chunk's own audio
-    clips = []
-
-    def decode(clip, offset_s, own_end_s):
-        clips.append((offset_s, len(clip) / rate))
-        if len(clips) == 1:  # with the context: only a word after the cut
-            return (Span(4.5, 5.0, "later", (Word(4.5, 5.0, "later", 0.9),)),)
-        return (Span(0.5, 2.9, "sixtieth sixth", (Word(0.5, 1.6, "sixtieth", 0.8), Word(1.7, 2.9, "sixth", 0.8))),)
-
-    monkeypatch.setattr(engine, "_decode", decode)
-    text, spans = engine.transcribe_timed(sr.AudioData(samples.tobytes(), rate, 2), context)
-    assert clips == [(0.0, own_end + context), (0.0, own_end)]  # the second: the chunk alone, to the cut
-    assert text == "sixtieth sixth"
-    samples[:] = 0  # a digitally silent chunk: nothing to look for again
-    clips.clear()
-    text, spans = engine.transcribe_timed(sr.AudioData(samples.tobytes(), rate, 2), context)
-    assert len(clips) == 1 and text == "later"  # words heard in the context are the hub's to drop
 
 
 def test_a_decoding_that_sampled_leaves_the_next_a_fresh_generator(corpus):

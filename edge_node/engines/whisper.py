@@ -1,19 +1,23 @@
 """Whisper through faster-whisper (CTranslate2): far more accurate than PocketSphinx, offline once loaded.
 
-``--model`` is a model name such as ``tiny.en`` or ``base`` (faster-whisper fetches it once, when
-the machine is online, into the Hugging Face cache) or a local directory holding a CTranslate2
-model (``model.bin``, ``config.json``, ``tokenizer.json``). The model is loaded once per engine
-process and reused for every chunk. ``int8`` computation on the CPU.
+``--model`` is a model name such as ``tiny.en`` or ``base``, found by :mod:`edge_node.models`, or a
+local directory holding a CTranslate2 model (``model.bin``, ``config.json``, ``tokenizer.json``).
+The model is loaded once per engine process and reused for every chunk. ``int8`` computation on
+the CPU.
 
-Whisper decodes a padded 30 s window whatever the chunk length, so chunks of 10-30 s suit it.
+Whisper decodes a padded 30 s window whatever the chunk length, so the hub cuts chunks that fill
+the window (:mod:`hub.chunking`). Within a window Whisper may stop before the end of the audio;
+faster-whisper then decodes the rest as a window of its own, a second encoder pass. That is needed
+when speech is left, and wasted (and a chance for "Thank you for watching.") when only the pause
+is: such a window is not decoded (:meth:`WhisperEngine._decode`).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import os
+from collections.abc import Callable
 
 import speech_recognition as sr
 
@@ -24,14 +28,9 @@ _LOGGER = logging.getLogger(__name__)
 DEFAULT_MODEL = "tiny.en"
 _RATE = 16000
 _FRAME_S = 0.02
-_TAIL_GAP_S = 0.5  #: at least this much between the last word heard and the cut for a second look
-_TAIL_SPEECH_S = 0.15  #: and at least this much of it loud (speech, not the pause)
-_SPEECH_SHARE = 10 ** (-16 / 20)  #: loud: within 16 dB of the chunk's loud frames (as hub.chunking's pauses)
-_SILENCE_RMS = 10 ** (-60 / 20)  #: and above -60 dBFS: a silent chunk has no loud frames
-_TAIL_LEAD_S = 0.1  #: the second look starts this much before the last word's end
-_TAIL_AFTER_S = 0.5  #: and runs this far past the cut, so the stretch does not end on a word
-#: and its words are kept only if the model gives them at least this mean probability (see _unheard_tail)
-_TAIL_MIN_CONFIDENCE = 0.35
+_LEFT_SPEECH_S = 0.15  #: a window is decoded after the last word only if at least this much of the rest is loud
+_SPEECH_SHARE = 10 ** (-16 / 20)  #: loud: within 16 dB of the audio's loud frames (as hub.chunking's pauses)
+_SILENCE_RMS = 10 ** (-60 / 20)  #: and above -60 dBFS
 _SEED = 0  #: CTranslate2's sampling seed (see WhisperEngine.__init__)
 _DEVICE, _COMPUTE_TYPE = "cpu", "int8"  #: for loading the model, and loading it again (_fresh_sampler)
 
@@ -73,49 +72,49 @@ class WhisperEngine:
 
     def transcribe_timed(self, audio: sr.AudioData, context_s: float = 0.0) -> Timed:
         """``context_s``: the audio ends with this much trailing context (see :mod:`hub.chunking`). It is
-        decoded with the window that holds the chunk's own end, and no further window is decoded.
-
-        Whisper sometimes skips a short word that stands alone between pauses. Before the cut no
-        other chunk hears it, so when speech is left after the last word heard before the cut, that
-        stretch is decoded once more on its own (with half a second past the cut) and its words added.
-        When nothing at all was heard before the cut, the chunk's own audio is decoded alone, as if it
-        had no context (Whisper base heard nothing in 22 s of spoken numbers with their context, and
-        all of them without).
-        """
+        decoded with the window that holds the chunk's own end, and no further window is decoded."""
         import numpy as np
 
         pcm = np.frombuffer(audio.get_raw_data(convert_rate=16000, convert_width=2), dtype=np.int16)
         samples = pcm.astype(np.float32) / 32768.0
         own_end_s = len(pcm) / _RATE - context_s
-        spans = self._decode(samples, 0.0, own_end_s if context_s > 0 else math.inf)
-        if context_s > 0 and (tail := self._unheard_tail(samples, spans, own_end_s)):
-            spans = (*_before(spans, own_end_s), tail)  # in time order: what was heard in context goes
+        spans = self._decode(samples, own_end_s if context_s > 0 else math.inf)
         text = " ".join(s.text for s in spans)
         if not text:
             raise NoSpeech()
         return text, spans
 
-    def _decode(self, samples, offset_s: float, own_end_s: float) -> tuple[Span, ...]:
-        """Spans of ``samples`` (which start ``offset_s`` into the chunk), stopping at the first segment
-        that starts at or after ``own_end_s``; times in chunk time."""
+    def _decode(self, samples, own_end_s: float) -> tuple[Span, ...]:
+        """Spans of ``samples``, stopping at the first segment that starts at or after ``own_end_s``.
+
+        Before faster-whisper encodes a further window (it starts one where the last ended early), the
+        audio after the last word heard must hold speech: at least ``_LEFT_SPEECH_S`` of loud frames.
+        Else decoding ends there. On 12 long recordings cut into chunks, 40 such windows followed 75
+        chunks' first ones; one of them held only a pause and came back as "Thank you very much for
+        watching and I'll see you in the next one." after every temperature of the fallback.
+        """
         if self._model.model.sampled:  # the last decoding sampled, even if it then failed
             self._fresh_sampler()
-        decoded, _ = self._model.transcribe(
-            samples, language=self._lang, beam_size=5, condition_on_previous_text=False, word_timestamps=True,
-        )
-        segments = itertools.takewhile(lambda s: s.start + offset_s < own_end_s, decoded)  # lazily, window by window
-        return tuple(
-            Span(
-                round(s.start + offset_s, 2), round(s.end + offset_s, 2), s.text.strip(),
-                tuple(
-                    Word(round(w.start + offset_s, 2), round(w.end + offset_s, 2), w.word.strip(), probability(w.probability))
-                    for w in (s.words or ())
-                ),
-                probability(math.exp(s.avg_logprob)),
+        loud = _loud_frames(samples)
+        heard_s = 0.0  # where the last word heard so far ends
+        watch = self._model.model
+        watch.more = lambda: _speech_left(loud, heard_s)
+        spans: list[Span] = []
+        try:
+            decoded, _ = self._model.transcribe(
+                samples, language=self._lang, beam_size=5, condition_on_previous_text=False, word_timestamps=True,
             )
-            for s in segments
-            if s.text.strip()
-        )
+            for s in decoded:  # lazily, window by window
+                if s.start >= own_end_s:
+                    break
+                heard_s = max([heard_s, *(w.end for w in s.words)] if s.words else [heard_s, s.end])
+                if s.text.strip():
+                    spans.append(_span(s))
+        except _NoSpeechLeft:
+            _LOGGER.debug("no speech left after %.2f s: no further window decoded", heard_s)
+        finally:
+            watch.more = None
+        return tuple(spans)
 
     def _fresh_sampler(self) -> None:
         """Give the model a sampling generator that has drawn nothing yet, seeded with ``_SEED``.
@@ -135,52 +134,59 @@ class WhisperEngine:
             self._model_path, device=_DEVICE, compute_type=_COMPUTE_TYPE, intra_threads=self._threads,
         ))
 
-    def _unheard_tail(self, samples, spans: tuple[Span, ...], own_end_s: float) -> Span | None:
-        """Words of speech left between the last word heard before ``own_end_s`` and it, decoded alone."""
-        import numpy as np
 
-        heard = [w.end_s for s in spans for w in s.words if w.mid_s < own_end_s]
-        last_s = max(heard, default=0.0)  # nothing heard: the whole of the chunk's own audio is left
-        if own_end_s - last_s < _TAIL_GAP_S:  # too little left after the last word
-            return None
-        frame = int(_RATE * _FRAME_S)
-        own = samples[: int(own_end_s * _RATE)]
-        rms = np.sqrt(np.mean(own[: len(own) // frame * frame].reshape(-1, frame) ** 2, axis=1))
-        if rms.size == 0:
-            return None
-        loud = (rms >= np.percentile(rms, 90) * _SPEECH_SHARE) & (rms >= _SILENCE_RMS)
-        first, last = int(last_s / _FRAME_S) + 1, int(own_end_s / _FRAME_S)
-        if int(loud[first:last].sum()) * _FRAME_S < _TAIL_SPEECH_S:
-            return None
-        start_s = max(0.0, last_s - _TAIL_LEAD_S)
-        # past the cut, so the stretch does not end inside a word; nothing heard: the chunk alone, which
-        # ends in a pause (Whisper base heard nothing either with the start of the next word)
-        end_s = min(len(samples) / _RATE, own_end_s + _TAIL_AFTER_S) if heard else own_end_s
-        clip = samples[int(start_s * _RATE): int(end_s * _RATE)]
-        words = [
-            w for s in self._decode(clip, start_s, math.inf) for w in s.words
-            if last_s < w.mid_s < own_end_s
-        ]
-        if not words:
-            return None
-        # On a short stretch Whisper also guesses: the start of the next chunk's first word, heard early
-        # and timed before the cut (a doubled word), or "You" in the tail of a word. On 12 long recordings
-        # (tiny.en and base) 13 second looks fired: 4 right readings had a mean probability of 0.37-0.99,
-        # a half-right one 0.40, and 8 wrong ones (base) 0.04-0.31.
-        known = [w.confidence for w in words if w.confidence is not None]
-        if known and sum(known) / len(known) < _TAIL_MIN_CONFIDENCE:
-            _LOGGER.debug("a second look before the cut at %.2f s was unsure (%s): not kept", own_end_s, " ".join(w.text for w in words))
-            return None
-        _LOGGER.debug("heard %d word(s) again before the cut at %.2f s", len(words), own_end_s)
-        return Span(words[0].start_s, words[-1].end_s, " ".join(w.text for w in words), tuple(words))
+class _NoSpeechLeft(Exception):
+    """Raised into faster-whisper's decoding loop when the window it is about to encode holds no speech."""
+
+
+def _span(s) -> Span:
+    """A faster-whisper segment as a :class:`Span`."""
+    return Span(
+        round(s.start, 2), round(s.end, 2), s.text.strip(),
+        tuple(Word(round(w.start, 2), round(w.end, 2), w.word.strip(), probability(w.probability)) for w in (s.words or ())),
+        probability(math.exp(s.avg_logprob)),
+    )
+
+
+def _loud_frames(samples):
+    """Per 20 ms frame: is it loud (within 16 dB of the audio's loud frames, and above -60 dBFS)?"""
+    import numpy as np
+
+    frame = int(_RATE * _FRAME_S)
+    usable = samples[: len(samples) // frame * frame]
+    if usable.size == 0:
+        return np.zeros(0, dtype=bool)
+    rms = np.sqrt(np.mean(usable.reshape(-1, frame) ** 2, axis=1))
+    return (rms >= np.percentile(rms, 90) * _SPEECH_SHARE) & (rms >= _SILENCE_RMS)
+
+
+def _speech_left(loud, after_s: float) -> bool:
+    """Is there at least ``_LEFT_SPEECH_S`` of loud frames after ``after_s``?"""
+    return int(loud[int(after_s / _FRAME_S) + 1:].sum()) * _FRAME_S >= _LEFT_SPEECH_S
 
 
 class _SamplingWatch:
-    """faster-whisper's CTranslate2 model, noting when it is asked to sample (``sampled``)."""
+    """faster-whisper's CTranslate2 model, noting when it is asked to sample (``sampled``), and asking
+    ``more()`` (when set) before it encodes a window after the first of a decoding."""
 
     def __init__(self, model) -> None:
         self._model = model
         self.sampled = False
+        self.more = None
+
+    @property
+    def more(self) -> Callable[[], bool] | None:
+        return self._more
+
+    @more.setter
+    def more(self, check: Callable[[], bool] | None) -> None:
+        self._more, self._encoded = check, False  # a new decoding begins (or ends)
+
+    def encode(self, *args, **kwargs):
+        if self._encoded and self._more is not None and not self._more():
+            raise _NoSpeechLeft()
+        self._encoded = True
+        return self._model.encode(*args, **kwargs)
 
     def generate(self, *args, **kwargs):
         if kwargs.get("sampling_temperature", 0) > 0:  # faster-whisper's temperature fallback
@@ -189,15 +195,3 @@ class _SamplingWatch:
 
     def __getattr__(self, name: str):
         return getattr(self._model, name)
-
-
-def _before(spans: tuple[Span, ...], end_s: float) -> tuple[Span, ...]:
-    """The spans' words whose middle lies before ``end_s``; a span cut short keeps only their text."""
-    out = []
-    for span in spans:
-        words = tuple(w for w in span.words if w.mid_s < end_s)
-        if len(words) == len(span.words) and (words or span.start_s < end_s):
-            out.append(span)
-        elif words:
-            out.append(Span(words[0].start_s, words[-1].end_s, " ".join(w.text for w in words), words, span.confidence))
-    return tuple(out)
