@@ -9,6 +9,7 @@ per-chunk transcription of a run without faults, word for word.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import select
 import signal
@@ -282,12 +283,13 @@ def test_a_node_cuts_a_chunks_trailing_context_off_for_engines_that_do_not_use_i
 
 def test_a_nodes_real_time_factor_counts_only_the_audio_its_engine_decoded(broker, corpus, monkeypatch):
     """The simulated engine takes 0.2 s per second of audio it is given; the node cuts the context off
-    for it, so its real-time factor stays 0.2 rather than falling by the share of context."""
+    for it, so its real-time factor stays 0.2 rather than falling by the share of context (which the
+    hub sends only when asked: --chunk-window)."""
     monkeypatch.setenv("EDGESCRIBE_TEST_ENGINES", "1")
     audio, _ = speech(corpus, ["jfk", "ps_librivox_0870", "picovoice_test", "lhotse_2412-153948-0000"])
     prefix = unique_prefix()
     nodes = start_nodes(broker.url, prefix, 1, engine="simulated", model="0.2")
-    hub = start_hub(broker.url, prefix)
+    hub = start_hub(broker.url, prefix, chunking=dataclasses.replace(CHUNKING, window_s=30.0))
     try:
         wait_online(hub, 1)
         job = finished(hub.submit(audio, "rtf"), 120)
