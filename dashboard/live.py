@@ -113,9 +113,10 @@ class LiveSession:
 
 
 def live_vad(chunking: ChunkingSettings) -> VadSettings:
-    """``hub listen``'s VAD defaults, with utterances cut as the hub's chunks may be long
-    (``--max-chunk``, ``--chunk-overlap``), as :func:`hub.listen.listen_settings` does."""
-    return VadSettings(max_utterance_s=min(VadSettings.max_utterance_s, chunking.max_s), overlap_s=chunking.overlap_s)
+    """``hub listen``'s VAD defaults, with utterances cut so that a piece, with the overlap before it, fits
+    a chunk (``--max-chunk``, ``--chunk-overlap``), as :func:`hub.listen.listen_settings` requires."""
+    longest = min(VadSettings.max_utterance_s, chunking.max_s - chunking.overlap_s)
+    return VadSettings(max_utterance_s=longest, overlap_s=chunking.overlap_s)
 
 
 @dataclass(frozen=True)

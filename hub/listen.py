@@ -323,7 +323,7 @@ def add_capture_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vad-aggressiveness", type=int, default=VadSettings.aggressiveness, choices=(0, 1, 2, 3),
                         help="webrtc: 0 keeps the most audio as speech, 3 the least (default %(default)s)")
     parser.add_argument("--max-utterance", type=float, default=VadSettings.max_utterance_s,
-                        help="cut speech without a pause after this many seconds (with --chunk-overlap), at most --max-chunk")
+                        help="cut speech without a pause after this many seconds (with --chunk-overlap), at most --max-chunk less the overlap")
     parser.add_argument("--end-pause", type=float, default=VadSettings.end_silence_ms / 1000,
                         help="the pause that ends an utterance, seconds (default %(default)s)")
     parser.add_argument("--on-device-lost", choices=ON_DEVICE_LOST, default=env_default("--on-device-lost", "exit"),
@@ -335,8 +335,11 @@ def add_capture_args(parser: argparse.ArgumentParser) -> None:
 
 def listen_settings(args: argparse.Namespace) -> ListenSettings:
     """ListenSettings from :func:`add_capture_args` and ``--chunk-overlap``/``--max-chunk`` (ValueError if invalid)."""
-    if args.max_utterance > args.max_chunk:
-        raise ValueError(f"--max-utterance ({args.max_utterance:g} s) must not exceed --max-chunk ({args.max_chunk:g} s)")
+    if args.max_utterance + args.chunk_overlap > args.max_chunk:  # a piece carries the overlap before it too
+        raise ValueError(
+            f"--max-utterance ({args.max_utterance:g} s) plus --chunk-overlap ({args.chunk_overlap:g} s) must not exceed"
+            f" --max-chunk ({args.max_chunk:g} s)"
+        )
     return ListenSettings(
         capture=CaptureSettings(device=args.device, samplerate=args.samplerate),
         vad=VadSettings(vad=args.vad, aggressiveness=args.vad_aggressiveness, max_utterance_s=args.max_utterance,

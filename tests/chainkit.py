@@ -56,7 +56,7 @@ def start_nodes(
     return cluster
 
 
-TEST_CHUNKING = ChunkingSettings(max_s=8, min_s=1, overlap_s=0.5)
+TEST_CHUNKING = ChunkingSettings(max_s=10, min_s=1, overlap_s=0.5)
 
 
 def start_hub(
