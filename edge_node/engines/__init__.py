@@ -16,6 +16,10 @@ DEFAULT_ENGINE = "whisper"
 #: engines that decode a chunk's trailing context (audio after its own, see hub.chunking): Whisper reads
 #: a 30 s window and hears each word better with what follows; the others have it cut off on the node
 CONTEXT_ENGINES = frozenset({"whisper"})
+#: engines whose one loaded copy may serve several workers at once (edge_node.runner.SharedEngine):
+#: they release the GIL while decoding and take ``workers`` (CTranslate2 decodes that many in parallel
+#: on one copy of the weights); PocketSphinx holds the GIL, so each of its workers has a process of its own
+SHARED_ENGINES = frozenset({"whisper"})
 
 __all__ = [
     "ENGINES",
@@ -23,6 +27,7 @@ __all__ = [
     "TEST_ENGINES_ENV",
     "DEFAULT_ENGINE",
     "CONTEXT_ENGINES",
+    "SHARED_ENGINES",
     "Engine",
     "EngineError",
     "EngineUnavailable",
@@ -51,8 +56,12 @@ def runs_inline(name: str) -> bool:
     return name == "simulated" and engines_for_tests_enabled()
 
 
-def create_engine(name: str, model: str = "", language: str = "en-US") -> Engine:
-    """Load engine ``name``; raise :class:`EngineUnavailable` with a one-line reason."""
+def create_engine(name: str, model: str = "", language: str = "en-US", workers: int = 1) -> Engine:
+    """Load engine ``name``; raise :class:`EngineUnavailable` with a one-line reason.
+
+    ``workers``: how many threads may call it at once; only the engines of :data:`SHARED_ENGINES` read it
+    (the others are never shared, see :func:`edge_node.runner.make_engines`).
+    """
     if name == "sphinx":
         from edge_node.engines.sphinx import SphinxEngine
 
@@ -60,7 +69,7 @@ def create_engine(name: str, model: str = "", language: str = "en-US") -> Engine
     if name == "whisper":
         from edge_node.engines.whisper import WhisperEngine
 
-        return WhisperEngine(model, language)
+        return WhisperEngine(model, language, workers=workers)
     if name == "vosk":
         from edge_node.engines.vosk import VoskEngine
 

@@ -10,6 +10,14 @@ the window (:mod:`hub.chunking`). Within a window Whisper may stop before the en
 faster-whisper then decodes the rest as a window of its own, a second encoder pass. That is needed
 when speech is left, and wasted (and a chance for "Thank you for watching.") when only the pause
 is: such a window is not decoded (:meth:`WhisperEngine._decode`).
+
+With ``workers`` > 1 (a :class:`edge_node.runner.SharedEngine`), that many threads may call
+:meth:`WhisperEngine.transcribe_timed` at once: CTranslate2 decodes them in parallel on one copy of the
+weights (``num_workers``, ``inter_threads``), one CPU thread each. Each decoding's window check is
+per thread (:class:`_SamplingWatch`). The model is reloaded for a fresh sampler
+(:meth:`WhisperEngine._fresh_sampler`) only when a decoding begins while no other runs: a reload never
+swaps the model under a decoding in progress; while others keep running, it waits for the next decoding
+that begins alone. With one worker that is before every decoding, as it always was.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from collections.abc import Callable
 
 import speech_recognition as sr
@@ -38,7 +47,7 @@ _DEVICE, _COMPUTE_TYPE = "cpu", "int8"  #: for loading the model, and loading it
 class WhisperEngine:
     name = "whisper"
 
-    def __init__(self, model: str = "", language: str = "en-US") -> None:
+    def __init__(self, model: str = "", language: str = "en-US", workers: int = 1) -> None:
         require_package("faster_whisper", "whisper", "faster-whisper")
         from faster_whisper import WhisperModel
 
@@ -59,12 +68,16 @@ class WhisperEngine:
         self._model_path = str(resolve_model(self.model))  # EngineUnavailable (one line) if found nowhere
         try:
             self._model = WhisperModel(
-                self._model_path, device=_DEVICE, compute_type=_COMPUTE_TYPE, cpu_threads=threads, local_files_only=True,
+                self._model_path, device=_DEVICE, compute_type=_COMPUTE_TYPE, cpu_threads=threads, num_workers=workers,
+                local_files_only=True,
             )
         except Exception as exc:  # noqa: BLE001 - any load failure is a one-line start-up error
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise EngineUnavailable(f"engine whisper could not load model {self.model}: {first[:300]}") from None
         self._threads = threads
+        self._workers = workers
+        self._decoding = 0  #: decodings in progress (guarded by _lock): the model is reloaded only at 0
+        self._lock = threading.Lock()
         self._model.model = _SamplingWatch(self._model.model)
 
     def transcribe(self, audio: sr.AudioData) -> str:
@@ -93,11 +106,13 @@ class WhisperEngine:
         chunks' first ones; one of them held only a pause and came back as "Thank you very much for
         watching and I'll see you in the next one." after every temperature of the fallback.
         """
-        if self._model.model.sampled:  # the last decoding sampled, even if it then failed
-            self._fresh_sampler()
+        with self._lock:
+            if self._model.model.sampled and not self._decoding:  # a decoding sampled, even if it then failed
+                self._fresh_sampler()
+            self._decoding += 1
+            watch = self._model.model
         loud = _loud_frames(samples)
         heard_s = 0.0  # where the last word heard so far ends
-        watch = self._model.model
         watch.more = lambda: _speech_left(loud, heard_s)
         spans: list[Span] = []
         try:
@@ -114,6 +129,8 @@ class WhisperEngine:
             _LOGGER.debug("no speech left after %.2f s: no further window decoded", heard_s)
         finally:
             watch.more = None
+            with self._lock:
+                self._decoding -= 1
         return tuple(spans)
 
     def _fresh_sampler(self) -> None:
@@ -132,6 +149,7 @@ class WhisperEngine:
         _LOGGER.debug("a decoding sampled: reloading the model for a fresh sampling generator")
         self._model.model = _SamplingWatch(ctranslate2.models.Whisper(
             self._model_path, device=_DEVICE, compute_type=_COMPUTE_TYPE, intra_threads=self._threads,
+            inter_threads=self._workers,
         ))
 
 
@@ -167,25 +185,30 @@ def _speech_left(loud, after_s: float) -> bool:
 
 class _SamplingWatch:
     """faster-whisper's CTranslate2 model, noting when it is asked to sample (``sampled``), and asking
-    ``more()`` (when set) before it encodes a window after the first of a decoding."""
+    ``more()`` (when set) before it encodes a window after the first of a decoding.
+
+    ``more`` and whether a window was encoded belong to the decoding of the calling thread (faster-whisper
+    encodes and generates in the thread that reads its segments); ``sampled`` is one flag for all.
+    """
 
     def __init__(self, model) -> None:
         self._model = model
         self.sampled = False
-        self.more = None
+        self._local = threading.local()
 
     @property
     def more(self) -> Callable[[], bool] | None:
-        return self._more
+        return getattr(self._local, "more", None)
 
     @more.setter
     def more(self, check: Callable[[], bool] | None) -> None:
-        self._more, self._encoded = check, False  # a new decoding begins (or ends)
+        self._local.more, self._local.encoded = check, False  # a new decoding begins (or ends)
 
     def encode(self, *args, **kwargs):
-        if self._encoded and self._more is not None and not self._more():
+        more = self.more
+        if getattr(self._local, "encoded", False) and more is not None and not more():
             raise _NoSpeechLeft()
-        self._encoded = True
+        self._local.encoded = True
         return self._model.encode(*args, **kwargs)
 
     def generate(self, *args, **kwargs):
