@@ -9,12 +9,25 @@ dead. A child process also contains engines that crash (a segfault becomes an
 The worker thread that owns an :class:`EngineProcess` sends it raw PCM over a
 pipe and waits, bounded, for ``(status, text, reason)``. The child exits when
 its pipe closes, so it never outlives the node by more than the chunk in hand.
+
+A :class:`SharedEngine` is one child process with one loaded engine that serves K
+workers, possibly of several nodes hosted by one process (``python -m edge_node
+--node-id A --node-id B``): a second copy of a model on one machine buys nothing but
+its load time and memory. Threads, on purpose: in the child, one thread per pipe runs
+the same request loop as an :class:`EngineProcess`; only engines that release the GIL
+while decoding (:data:`edge_node.engines.SHARED_ENGINES`) may be shared. In the
+parent, each client's pipe is used by its own worker thread only; the start of the
+child, its killing and its generation (which tells a client that its pipe belongs to a
+child that is gone) are guarded by one lock. A hang or crash ends the child for every
+client: each in-flight request then returns an error, and the next request of any
+client starts it again, once.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -43,8 +56,8 @@ class EngineStartError(RuntimeError):
     """The engine could not be loaded in its process; the message is one line."""
 
 
-def _child(conn: Connection, spec: EngineSpec) -> None:
-    # Runs in the child process. Ctrl-C in a terminal reaches the whole process group:
+def _child(conns: list[Connection], spec: EngineSpec) -> None:
+    # Runs in the child process; one pipe per client, a thread for each when there are several. Ctrl-C in a terminal reaches the whole process group:
     # the node decides what happens to the chunk in hand, not the engine.
     import signal
 
@@ -53,11 +66,24 @@ def _child(conn: Connection, spec: EngineSpec) -> None:
     from edge_node.engines import EngineUnavailable, create_engine
 
     try:
-        engine = create_engine(spec.name, spec.model, spec.language)
+        engine = create_engine(spec.name, spec.model, spec.language, workers=len(conns))
     except EngineUnavailable as exc:
-        conn.send(("error", str(exc)))
+        conns[0].send(("error", str(exc)))
         return
-    conn.send(("ready", f"{engine.name}\t{engine.model}\t{engine.language}"))
+    conns[0].send(("ready", f"{engine.name}\t{engine.model}\t{engine.language}"))
+    if len(conns) == 1:
+        _serve(conns[0], engine)
+        return
+    threads = [threading.Thread(target=_serve, args=(c, engine), name=f"client-{i}", daemon=True)
+               for i, c in enumerate(conns)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:  # the child lives until every client's pipe is closed (or it is killed)
+        thread.join()
+
+
+def _serve(conn: Connection, engine) -> None:
+    """Answer one client's requests until its pipe closes."""
     while True:
         try:
             pcm, rate, width, context_s = conn.recv()
@@ -99,6 +125,55 @@ def _answer(engine, pcm: bytes, rate: int, width: int, context_s: float) -> tupl
         return (ResultStatus.ERROR.value, "", f"{type(exc).__name__}: {exc}"[:1000], ())
 
 
+def _launch(spec: EngineSpec, clients: int, start_timeout: float) -> tuple[mp.process.BaseProcess, list[Connection], list[str]]:
+    """Start an engine child with ``clients`` pipes; wait, bounded, until it has loaded the engine.
+
+    Returns the process, the parent's end of each pipe and the engine's (name, model, language);
+    raises :class:`EngineStartError` (one line) when the engine cannot be loaded.
+    """
+    pipes = [_CTX.Pipe() for _ in range(clients)]
+    suffix = f"-shared{clients}" if clients > 1 else ""
+    proc = _CTX.Process(target=_child, args=([c for _, c in pipes], spec), name=f"engine-{spec.name}{suffix}", daemon=True)
+    proc.start()
+    parents = [p for p, _ in pipes]
+    for _, child in pipes:
+        child.close()
+    try:
+        if not parents[0].poll(start_timeout):
+            proc.kill()
+            proc.join(5)
+            raise EngineStartError(f"engine {spec.name} did not load within {start_timeout:.0f} s")
+        try:
+            kind, detail = parents[0].recv()
+        except EOFError:
+            proc.join(1)
+            raise EngineStartError(f"engine {spec.name} process died while loading (exit code {proc.exitcode})") from None
+        if kind != "ready":
+            proc.join(1)
+            raise EngineStartError(detail)
+    except EngineStartError:
+        for conn in parents:
+            conn.close()
+        raise
+    return proc, parents, detail.split("\t")
+
+
+def _ask(conn: Connection, proc: mp.process.BaseProcess, name: str, request: tuple, timeout: float) -> Outcome | str:
+    """Send one request and wait, bounded, for its answer: the :class:`Outcome`, or why the process must go."""
+    try:
+        conn.send(request)
+        if not conn.poll(timeout):
+            _LOGGER.error("engine %s hung for %.0f s; killing it", name, timeout)
+            return f"engine gave no answer within {timeout:.0f} s"
+        status, text, reason, spans = conn.recv()
+    except (EOFError, OSError):  # BrokenPipeError included
+        proc.join(1)
+        code = proc.exitcode
+        _LOGGER.error("engine %s process died (exit code %s)", name, code)
+        return f"engine process died (exit code {code})"
+    return Outcome(ResultStatus(status), text, reason, spans)
+
+
 class EngineProcess:
     """One engine in one child process, restarted after a crash or a hang."""
 
@@ -112,23 +187,7 @@ class EngineProcess:
         self.language = spec.language
 
     def start(self) -> None:
-        parent, child = _CTX.Pipe()
-        proc = _CTX.Process(target=_child, args=(child, self.spec), name=f"engine-{self.spec.name}", daemon=True)
-        proc.start()
-        child.close()
-        if not parent.poll(self._start_timeout):
-            proc.kill()
-            raise EngineStartError(f"engine {self.spec.name} did not load within {self._start_timeout:.0f} s")
-        try:
-            kind, detail = parent.recv()
-        except EOFError:
-            proc.join(1)
-            raise EngineStartError(f"engine {self.spec.name} process died while loading (exit code {proc.exitcode})") from None
-        if kind != "ready":
-            proc.join(1)
-            raise EngineStartError(detail)
-        self.name, self.model, self.language = detail.split("\t")
-        self._proc, self._conn = proc, parent
+        self._proc, (self._conn,), (self.name, self.model, self.language) = _launch(self.spec, 1, self._start_timeout)
 
     def transcribe(self, pcm: bytes, rate: int, width: int, timeout: float, context_s: float = 0.0) -> Outcome:
         """Run one chunk; never raises. A crash or hang kills the process, which restarts next call."""
@@ -138,20 +197,11 @@ class EngineProcess:
             except EngineStartError as exc:
                 return Outcome(ResultStatus.ERROR, reason=str(exc))
         assert self._conn is not None and self._proc is not None
-        try:
-            self._conn.send((pcm, rate, width, context_s))
-            if not self._conn.poll(timeout):
-                _LOGGER.error("engine %s hung for %.0f s; killing it", self.name, timeout)
-                self.close()
-                return Outcome(ResultStatus.ERROR, reason=f"engine gave no answer within {timeout:.0f} s")
-            status, text, reason, spans = self._conn.recv()
-        except (EOFError, OSError, BrokenPipeError):
-            self._proc.join(1)
-            code = self._proc.exitcode
-            _LOGGER.error("engine %s process died (exit code %s)", self.name, code)
+        answer = _ask(self._conn, self._proc, self.name, (pcm, rate, width, context_s), timeout)
+        if isinstance(answer, str):
             self.close()
-            return Outcome(ResultStatus.ERROR, reason=f"engine process died (exit code {code})")
-        return Outcome(ResultStatus(status), text, reason, spans)
+            return Outcome(ResultStatus.ERROR, reason=answer)
+        return answer
 
     def close(self, grace: float = 0.0) -> None:
         """Close the pipe (the child then exits); kill it if it is still there after ``grace`` s."""
@@ -163,6 +213,112 @@ class EngineProcess:
                 self._proc.kill()
                 self._proc.join(5)
         self._proc = self._conn = None
+
+
+class SharedEngine:
+    """One engine in one child process, serving ``workers`` clients at once (see the module docstring).
+
+    :meth:`clients` gives the clients, each with the interface of :class:`EngineProcess`; give each to
+    one worker thread. The child starts with the first client's ``start()`` or ``transcribe()``, and ends
+    with the last client's ``close()``.
+    """
+
+    def __init__(self, spec: EngineSpec, workers: int, start_timeout: float = 120.0) -> None:
+        if workers < 1:
+            raise ValueError(f"a shared engine needs at least one worker, not {workers}")
+        self.spec = spec
+        self._start_timeout = start_timeout
+        self._lock = threading.Lock()
+        self._proc: mp.process.BaseProcess | None = None
+        self._conns: list[Connection] = []  #: the parent's ends of the current child's pipes, one per client
+        self._generation = 0  #: counts the children started; a client's pipe of an older one is stale
+        self._info = (spec.name, spec.model, spec.language)
+        self._clients = [_SharedClient(self, i) for i in range(workers)]
+        self._open = set(range(workers))
+
+    def clients(self) -> list[_SharedClient]:
+        return list(self._clients)
+
+    def _connect(self, index: int) -> tuple[int, Connection, mp.process.BaseProcess]:
+        """Client ``index``'s pipe to a live child: (generation, pipe, process); starts the child if there
+        is none (raises :class:`EngineStartError`)."""
+        with self._lock:
+            if self._proc is None or not self._proc.is_alive():
+                self._end_locked()
+                self._proc, self._conns, info = _launch(self.spec, len(self._clients), self._start_timeout)
+                self._info = (info[0], info[1], info[2])
+                self._generation += 1
+                for i in set(range(len(self._clients))) - self._open:
+                    self._conns[i].close()  # closed clients: the child's thread for them ends at once
+                _LOGGER.info("engine %s loaded once for %d workers (pid %s)", self._info[0], len(self._clients), self._proc.pid)
+            return self._generation, self._conns[index], self._proc
+
+    def _kill(self, generation: int) -> None:
+        """End the child of ``generation`` (a hang or crash seen by one client); a newer one stays."""
+        with self._lock:
+            if generation == self._generation:
+                self._end_locked()
+
+    def _end_locked(self) -> None:
+        if self._proc is not None:
+            if self._proc.is_alive():
+                self._proc.kill()
+            self._proc.join(5)
+        self._proc = None
+
+    def _release(self, index: int, grace: float) -> None:
+        """Client ``index`` is closed; the last one ends the child (after ``grace`` s to finish)."""
+        with self._lock:
+            self._open.discard(index)
+            if self._open or self._proc is None:
+                return
+            for conn in self._conns:
+                conn.close()  # the child's threads see their pipes close and the child exits
+            self._proc.join(grace)
+            self._end_locked()
+
+
+class _SharedClient:
+    """One worker's door to a :class:`SharedEngine`: the interface of :class:`EngineProcess`."""
+
+    def __init__(self, owner: SharedEngine, index: int) -> None:
+        self._owner = owner
+        self._index = index
+        self._generation = 0
+        self._conn: Connection | None = None
+        self.spec = owner.spec
+        self.name, self.model, self.language = owner.spec.name, owner.spec.model, owner.spec.language
+
+    def start(self) -> None:
+        self._attach()
+
+    def _attach(self) -> tuple[Connection, mp.process.BaseProcess]:
+        generation, conn, proc = self._owner._connect(self._index)
+        if generation != self._generation:
+            if self._conn is not None:
+                self._conn.close()  # the pipe of a child that is gone: only this client ever uses it
+            self._generation, self._conn = generation, conn
+        self.name, self.model, self.language = self._owner._info
+        return conn, proc
+
+    def transcribe(self, pcm: bytes, rate: int, width: int, timeout: float, context_s: float = 0.0) -> Outcome:
+        """Run one chunk; never raises. A crash or hang ends the child for every client; the next call
+        of any client starts it again."""
+        try:
+            conn, proc = self._attach()
+        except EngineStartError as exc:
+            return Outcome(ResultStatus.ERROR, reason=str(exc))
+        answer = _ask(conn, proc, self.name, (pcm, rate, width, context_s), timeout)
+        if isinstance(answer, str):
+            self._owner._kill(self._generation)
+            return Outcome(ResultStatus.ERROR, reason=answer)
+        return answer
+
+    def close(self, grace: float = 0.0) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._owner._release(self._index, grace)
 
 
 class InlineEngine:
@@ -199,8 +355,22 @@ class InlineEngine:
         self._engine = None
 
 
+#: what a node's worker thread drives: each has start(), transcribe(), close(), name, model and language
+Engine = EngineProcess | InlineEngine | _SharedClient
+
+
 def make_engine(spec: EngineSpec) -> EngineProcess | InlineEngine:
     """An engine process, or for the engines that allow it (:func:`edge_node.engines.runs_inline`) an inline engine."""
     from edge_node.engines import runs_inline
 
     return InlineEngine(spec) if runs_inline(spec.name) else EngineProcess(spec)
+
+
+def make_engines(spec: EngineSpec, count: int) -> list[Engine]:
+    """``count`` engines for as many worker threads: the clients of one :class:`SharedEngine` for the
+    engines that may be shared (:data:`edge_node.engines.SHARED_ENGINES`), else one each."""
+    from edge_node.engines import SHARED_ENGINES
+
+    if count > 1 and spec.name in SHARED_ENGINES:
+        return list(SharedEngine(spec, workers=count).clients())
+    return [make_engine(spec) for _ in range(count)]
