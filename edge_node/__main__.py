@@ -1,6 +1,6 @@
 """``python -m edge_node``: run a node, or transcribe one file locally.
 
-    python -m edge_node --broker mqtt://HOST:PORT [--node-id ID] [--engine whisper] [--model M] [--concurrency N]
+    python -m edge_node --broker mqtt://HOST:PORT [--node-id ID ...] [--engine whisper] [--model M] [--concurrency N]
     python -m edge_node transcribe FILE [--engine whisper] [--model M]
 """
 
@@ -40,7 +40,11 @@ def _engine_args(parser: argparse.ArgumentParser) -> None:
 def serve(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m edge_node", description="Run an edgescribe edge node.")
     add_common_args(parser, broker_required=True)
-    parser.add_argument("--node-id", default=env_default("--node-id") or default_node_id())
+    parser.add_argument(
+        "--node-id", action="append", dest="node_ids",
+        help="this node's id (default: the host name); repeat it to host several nodes in this process, "
+        "which then share one engine process and one loaded model when the engine allows it (whisper)",
+    )
     _engine_args(parser)
     parser.add_argument("--concurrency", type=int, default=int(env_default("--concurrency", "1")))
     parser.add_argument("--keepalive", type=int, default=int(env_default("--keepalive", "5")), help="seconds")
@@ -52,40 +56,63 @@ def serve(argv: list[str]) -> int:
     engines = available_engines()
     if args.engine not in engines:  # a default from EDGESCRIBE_ENGINE skips argparse's choices check
         parser.error(f"unknown engine {args.engine!r}; choose one of: {', '.join(engines)}")
+    node_ids = args.node_ids or [env_default("--node-id") or default_node_id()]
+    if len(set(node_ids)) != len(node_ids):
+        parser.error(f"a node id is given twice: {' '.join(node_ids)}")
     setup_logging(args.log_level)
     try:
-        settings = NodeSettings(
-            broker=broker_from_args(args),
-            node_id=args.node_id,
-            topics=Topics(args.prefix),
-            engine=args.engine,
-            model=args.model,
-            language=args.language,
-            concurrency=args.concurrency,
-            keepalive_s=args.keepalive,
-            drain_s=args.drain_timeout,
-        )
+        broker = broker_from_args(args)
+        all_settings = [
+            NodeSettings(
+                broker=broker,
+                node_id=node_id,
+                topics=Topics(args.prefix),
+                engine=args.engine,
+                model=args.model,
+                language=args.language,
+                concurrency=args.concurrency,
+                keepalive_s=args.keepalive,
+                drain_s=args.drain_timeout,
+            )
+            for node_id in node_ids
+        ]
     except ValueError as exc:
         say(f"edge_node: {exc}")
         return 2
 
     from edge_node.node import EdgeNode  # after argument checks: keeps --help fast
-    from edge_node.runner import EngineStartError
+    from edge_node.runner import EngineSpec, EngineStartError, make_engines
 
-    node = EdgeNode(settings)
+    # every worker of every hosted node: one shared engine process when the engine allows it
+    workers = args.concurrency
+    engines = make_engines(EngineSpec(args.engine, args.model, args.language), len(node_ids) * workers)
+    nodes = [EdgeNode(s, engines[i * workers:(i + 1) * workers]) for i, s in enumerate(all_settings)]
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    try:
-        node.start()
-    except EngineStartError as exc:
-        say(f"edge_node: {exc}")
-        return 2
+    for i, node in enumerate(nodes):
+        try:
+            node.start()
+        except EngineStartError as exc:
+            say(f"edge_node: {exc}")
+            _stop_all(nodes[:i])
+            for engine in engines:
+                engine.close()
+            return 2
     while not stop.wait(3600):
         pass
     _LOGGER.info("stopping: no new chunks; finishing the ones in hand")
-    node.stop()
+    _stop_all(nodes)
     return 0
+
+
+def _stop_all(nodes: list) -> None:
+    """Stop the hosted nodes at once (each drains its chunks in hand), in a thread each; bounded."""
+    threads = [threading.Thread(target=n.stop, name=f"stop-{n.settings.node_id}", daemon=True) for n in nodes]
+    for thread in threads:
+        thread.start()
+    for thread, node in zip(threads, nodes):
+        thread.join(node.settings.drain_s + 30)  # drain, then hand back, go offline and disconnect
 
 
 def transcribe(argv: list[str]) -> int:

@@ -2,7 +2,8 @@
 
 Threads, on purpose: paho's network thread decodes each chunk and only
 enqueues it; ``concurrency`` worker threads each drive one engine process
-(:mod:`edge_node.runner`), so a decode never blocks the network thread. A node never holds more chunks
+(:mod:`edge_node.runner`; the nodes one process hosts may share one engine process), so a decode
+never blocks the network thread. A node never holds more chunks
 than its capacity: an extra chunk, from any hub, is answered at once with a
 ``rejected`` result so that its hub assigns it elsewhere. The retained status
 message is re-published whenever the number of chunks in hand changes.
@@ -17,10 +18,11 @@ import socket
 import threading
 import time
 import wave
+from collections.abc import Sequence
 
 from edge_node import __version__
 from edge_node.engines import CONTEXT_ENGINES
-from edge_node.runner import EngineProcess, EngineSpec, InlineEngine, Outcome, make_engine
+from edge_node.runner import Engine, EngineSpec, Outcome, make_engine
 from edge_node.settings import NodeSettings
 from protocol.errors import ProtocolError
 from protocol.messages import Chunk, NodeState, NodeStatus, Result, ResultStatus, Span, same_language
@@ -42,10 +44,16 @@ def chunk_pcm(chunk: Chunk, context: bool = True) -> tuple[bytes, int, int]:
 
 
 class EdgeNode:
-    def __init__(self, settings: NodeSettings) -> None:
+    def __init__(self, settings: NodeSettings, engines: Sequence[Engine] | None = None) -> None:
+        """``engines``: one per worker (``settings.concurrency``), made by the caller (for instance clients
+        of one :class:`~edge_node.runner.SharedEngine` for several nodes); else the node makes its own."""
         self.settings = settings
-        spec = EngineSpec(settings.engine, settings.model, settings.language)
-        self._engines = [make_engine(spec) for _ in range(settings.concurrency)]
+        if engines is None:
+            spec = EngineSpec(settings.engine, settings.model, settings.language)
+            engines = [make_engine(spec) for _ in range(settings.concurrency)]
+        if len(engines) != settings.concurrency:
+            raise ValueError(f"a node of capacity {settings.concurrency} needs as many engines, not {len(engines)}")
+        self._engines = list(engines)
         self.engine = self._engines[0]
         self._context = settings.engine in CONTEXT_ENGINES  # does the engine decode a chunk's trailing context?
         self._topics = settings.topics
@@ -177,7 +185,7 @@ class EdgeNode:
         self._publish_status()
 
     # -- working (engine threads) ------------------------------------------------------
-    def _worker(self, engine: EngineProcess | InlineEngine) -> None:
+    def _worker(self, engine: Engine) -> None:
         while (chunk := self._work.get()) is not None:
             started = time.monotonic()
             # No point working past the hub's lease (it reassigns then), nor past this node's own limit.
