@@ -161,7 +161,10 @@ def local_hub(
     """
     name = args.local_node_name or name
     options = NodeOptions(engine=args.engine, model=args.model, prefix=args.prefix)
-    cluster = LocalCluster(local, settings.broker if args.broker else None, options, name=name, prefer_port=prefer_port)
+    # shared: one process hosts the local nodes, with one engine process and one model (hub.local)
+    cluster = LocalCluster(
+        local, settings.broker if args.broker else None, options, name=name, prefer_port=prefer_port, shared=True,
+    )
     hub = None
     try:
         try:
