@@ -182,6 +182,46 @@ def test_a_window_after_the_last_word_is_decoded_only_if_speech_is_left(corpus):
     assert first_only == spans[: len(first_only)] and first_only[-1].end_s <= 30
 
 
+def test_a_last_word_stretched_to_the_end_is_heard_again(monkeypatch):
+    """Whisper base stopped mid-sentence and the alignment stretched its last word, "try", over the
+    rest of the chunk: the stretch from the word's start is decoded again, alone. The model's answers
+    are replaced here (a narrow test)."""
+    import math
+
+    import numpy as np
+
+    from edge_node.engines import create_engine
+    from protocol.messages import Span, Word
+
+    engine = create_engine("whisper", model_dir())
+    samples = np.zeros(16000 * 10, dtype=np.float32)
+    first = (Span(0.0, 10.0, "please try", (Word(6.0, 6.4, "please", 0.9), Word(6.4, 9.9, "try", 0.5)), 0.7),)
+    sure = [0.9]
+    calls = []
+
+    def decode_once(clip, own_end_s):
+        calls.append(round(len(clip) / 16000, 2))
+        if len(calls) == 1:
+            return first
+        return (Span(0.1, 2.5, "try X-ray later", (
+            Word(0.1, 0.4, "try", sure[0]), Word(0.5, 0.8, "X", sure[0]), Word(0.8, 1.2, "-ray", sure[0]),
+            Word(1.4, 2.5, "later.", sure[0]),
+        )),)
+
+    monkeypatch.setattr(engine, "_decode_once", decode_once)
+    spans = engine._decode(samples, math.inf)
+    assert calls == [10.0, 3.7]  # the second look: from 0.1 s before "try" to the end
+    assert [s.text for s in spans] == ["please", "try X-ray later."]
+    assert [w.start_s for w in spans[-1].words] == [6.4, 6.8, 7.1, 7.7]  # in the chunk's time
+    sure[0] = 0.2  # unsure: the first reading stands
+    calls.clear()
+    assert engine._decode(samples, math.inf) == first and len(calls) == 2
+    for start, end in ((6.4, 9.0), (9.2, 9.9)):  # a last word that ends before the end, or is short: no second look
+        calls.clear()
+        first = (Span(0.0, end, "please try", (Word(6.0, 6.4, "please", 0.9), Word(start, end, "try", 0.9)), 0.7),)
+        assert engine._decode(samples, math.inf) == first and calls == [10.0]
+
+
 def test_the_sampling_seed_is_fixed_before_the_model_is_loaded(monkeypatch):
     """faster-whisper samples again at rising temperatures when a window's text looks like a loop;
     CTranslate2 seeds its sampling threads from this seed at their first draw, or from the system's
