@@ -23,7 +23,7 @@ from hub.transcript import to_text
 from tests.chainkit import finished, speech, start_hub, start_nodes, unique_prefix, wait_online, wait_until
 
 BEFORE, AFTER = "ps_librivox_0870", "ps_librivox_0920"
-MIDDLE = "ps_librivox_0880"  #: 3 s of speech where the tone was, for the job after the poison
+MIDDLE = "ps_librivox_0870"  #: 7 s of speech where the tone was, for the job after the poison (3 chunks of at most 10 s)
 PAUSE_MS, TONE_MS = 800, 3000
 RATE = 16000
 
