@@ -38,8 +38,9 @@ def unpack(data: bytes, expected_type: str, max_bytes: int) -> tuple[dict[str, A
         raise ProtocolError("header too long")
     try:
         header = json.loads(head.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ProtocolError(f"header is not JSON: {exc}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, and an
+        # integer of more digits than Python converts (sys.get_int_max_str_digits, 4300)
+        raise ProtocolError(f"header is not JSON: {str(exc)[:200]}") from None
     if not isinstance(header, dict):
         raise ProtocolError("header is not a JSON object")
     version = header.get("v")

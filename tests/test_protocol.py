@@ -149,7 +149,8 @@ def test_bad_fields_are_refused(message, changes, match):
 
 @pytest.mark.parametrize(
     "payload",
-    [b"", b"\n", b"null", b"[]", b'"x"', b"{", b"\xff\xfe", b"NaN", b'{"v":1,"type":"result","seconds":NaN}', b"{}" + b" " * 20000],
+    [b"", b"\n", b"null", b"[]", b'"x"', b"{", b"\xff\xfe", b"NaN", b'{"v":1,"type":"result","seconds":NaN}', b"{}" + b" " * 20000,
+     b'{"v":1,"type":"result","seconds":' + b"9" * 5000 + b"}"],  # more digits than Python converts to an int
 )
 def test_garbage_is_refused(payload):
     for cls in (Result, NodeStatus, Chunk):
