@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -55,6 +56,18 @@ def _error(status: int, message: str) -> tuple[Response, int]:
 
 def _no_job(job_id: str) -> tuple[Response, int]:
     return _error(404, f"no job {job_id}")
+
+
+_JOB_ID = re.compile(r"[0-9a-f]{16}")  #: as the hub makes them (hub.service: 16 hex digits of a uuid4)
+
+
+@bp.url_value_preprocessor
+def _refuse_malformed_job_ids(endpoint: str | None, values: dict | None) -> None:
+    """A job id that the hub cannot have made (a NUL byte, a dot, any length) is a 404 before it reaches
+    the store, whose file names are made from job ids."""
+    job_id = (values or {}).get("job_id")
+    if job_id is not None and not _JOB_ID.fullmatch(job_id):
+        abort(404, description="no such job")
 
 
 def _job_or_404(job_id: str) -> Job:

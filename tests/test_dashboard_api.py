@@ -296,7 +296,7 @@ def test_every_listed_format_is_accepted_and_transcribed(dash, client, corpus, f
 
 
 def test_unknown_ids_formats_and_routes(client):
-    refused = client.get("/api/jobs/nope/transcript?format=doc")
+    refused = client.get("/api/jobs/0123456789abcdef/transcript?format=doc")  # a well-formed id: the format is checked first
     assert refused.status_code == 400 and refused.json == {"error": "unknown format 'doc'; choose one of txt, json, srt, vtt"}
     for response in (client.get("/api/jobs/nope"), client.get("/api/jobs/nope/transcript?format=txt"),
                      client.get("/api/jobs/nope/audio"), client.delete("/api/jobs/nope"), client.get("/api/nope")):
@@ -475,3 +475,13 @@ def test_python_m_dashboard_with_inbox_transcribes_a_dropped_file(tmp_path):
         with urllib.request.urlopen(url + "api/jobs", timeout=10) as response:
             jobs = json.load(response)["jobs"]
         assert [(j["name"], j["state"]) for j in jobs] == [("jfk.wav", "done")]
+
+
+@pytest.mark.parametrize("job_id", ["x%00y", "x\x00y", "..", "abc", "0123456789abcdef0", "0123456789ABCDEF"])
+def test_a_job_id_the_hub_cannot_have_made_is_a_404(client, job_id):
+    """A NUL byte in a job id reached the store's file names: 500 with a traceback. Now every job route
+    answers 404 in JSON before the store is asked."""
+    for method, path in (("delete", ""), ("get", ""), ("get", "/audio"), ("get", "/transcript")):
+        answer = getattr(client, method)(f"/api/jobs/{job_id}{path}")
+        assert answer.status_code == 404, (method, path, answer.status_code)
+        assert answer.is_json and answer.get_json()["error"]
