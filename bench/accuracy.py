@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,8 +55,11 @@ from bench.common import (
     add_corpus_args,
     check_present,
     default_manifests,
+    fmt,
+    group_by,
     hypothesis,
     long_recordings,
+    median_of,
 )
 from bench.common import child_env as _child_env
 from bench.common import save_results as save
@@ -217,27 +219,21 @@ def _log_run(run: Run) -> None:
 # --- summary and table --------------------------------------------------------------------
 
 
-def _median(runs: list[Run], attr: str) -> float:
-    return statistics.median(getattr(r, attr) for r in runs)
-
-
 def _summarise_group(runs: list[Run], duration_s: float) -> Summary:
     first = runs[0]
     return Summary(
         file=first.file, duration_s=duration_s, mode=first.mode, nodes=first.nodes, runs=len(runs),
-        wall_s=_median(runs, "wall_s"), wer=_median(runs, "wer"),
-        substitutions=_median(runs, "substitutions"), deletions=_median(runs, "deletions"),
-        insertions=_median(runs, "insertions"), words=first.words, chunks=_median(runs, "chunks"),
-        failed_chunks=_median(runs, "failed_chunks"), node_seconds=_median(runs, "node_seconds"),
-        boundary_errors=_median(runs, "boundary_errors"), cut_errors=_median(runs, "cut_errors"),
+        wall_s=median_of(runs, "wall_s"), wer=median_of(runs, "wer"),
+        substitutions=median_of(runs, "substitutions"), deletions=median_of(runs, "deletions"),
+        insertions=median_of(runs, "insertions"), words=first.words, chunks=median_of(runs, "chunks"),
+        failed_chunks=median_of(runs, "failed_chunks"), node_seconds=median_of(runs, "node_seconds"),
+        boundary_errors=median_of(runs, "boundary_errors"), cut_errors=median_of(runs, "cut_errors"),
     )
 
 
 def summarise(runs: list[Run], durations: dict[str, float]) -> list[Summary]:
     """One row per (file, mode, nodes), in first-seen order, with speed-up and ΔWER against the baseline."""
-    groups: dict[tuple[str, str, int], list[Run]] = {}
-    for run in runs:
-        groups.setdefault((run.file, run.mode, run.nodes), []).append(run)
+    groups = group_by(runs, lambda run: (run.file, run.mode, run.nodes))
     rows = [_summarise_group(g, durations.get(key[0], 0.0)) for key, g in groups.items()]
     if len({r.file for r in rows}) > 1:
         rows += _pooled(rows)
@@ -252,11 +248,8 @@ def summarise(runs: list[Run], durations: dict[str, float]) -> list[Summary]:
 
 def _pooled(rows: list[Summary]) -> list[Summary]:
     """One row per (mode, nodes) over all recordings: errors over words, and summed times and counts."""
-    groups: dict[tuple[str, int], list[Summary]] = {}
-    for row in rows:
-        groups.setdefault((row.mode, row.nodes), []).append(row)
     out = []
-    for (mode, nodes), group in groups.items():
+    for (mode, nodes), group in group_by(rows, lambda row: (row.mode, row.nodes)).items():
         words = sum(r.words for r in group)
         errors = sum(r.substitutions + r.deletions + r.insertions for r in group)
 
@@ -271,12 +264,6 @@ def _pooled(rows: list[Summary]) -> list[Summary]:
             node_seconds=total("node_seconds"), boundary_errors=total("boundary_errors"), cut_errors=total("cut_errors"),
         ))
     return out
-
-
-def _fmt(value: float | None, spec: str, signed: bool = False, suffix: str = "") -> str:
-    if value is None:
-        return "—"
-    return format(value, ("+" if signed else "") + spec) + suffix
 
 
 def _label(row: Summary, shift_ms: int) -> str:
@@ -299,10 +286,10 @@ def table(rows: list[Summary], shift_ms: int = 0) -> str:
         chunked = r.mode == "distributed"
         lines.append(
             f"| {r.file} | {r.duration_s:.1f} | {_label(r, shift_ms)} | {100 * r.wer:.1f} "
-            f"| {'—' if whole else _fmt(r.wer_delta_points, '.1f', signed=True)} "
-            f"| {r.wall_s:.1f} | {_fmt(r.speedup, '.2f', suffix='×')} "
+            f"| {'—' if whole else fmt(r.wer_delta_points, '.1f', signed=True)} "
+            f"| {r.wall_s:.1f} | {fmt(r.speedup, '.2f', suffix='×')} "
             + "".join(
-                f"| {_fmt(getattr(r, attr), 'g') if chunked else '—'} "
+                f"| {fmt(getattr(r, attr), 'g') if chunked else '—'} "
                 for attr in ("chunks", "failed_chunks", "boundary_errors", "cut_errors")
             )
             + "|"

@@ -11,17 +11,22 @@ import csv
 import json
 import os
 import platform
+import statistics
 import subprocess
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.wer import wer, word_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus"
 ENV_PREFIX = "EDGESCRIBE_"
+
+
+T = TypeVar("T")
 
 
 class BenchError(Exception):
@@ -178,3 +183,24 @@ def save_results(path: Path, settings: dict[str, Any], runs: list[Any], rows: li
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# -- summaries --------------------------------------------------------------------------------------
+def group_by(items: Iterable[T], key: Callable[[T], Hashable]) -> dict[Any, list[T]]:
+    """The items grouped by ``key``, groups and items in first-seen order."""
+    groups: dict[Any, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
+
+
+def median_of(runs: list[Any], attr: str) -> float:
+    """The median of attribute ``attr`` over repeated runs of one configuration."""
+    return statistics.median(getattr(r, attr) for r in runs)
+
+
+def fmt(value: float | None, spec: str, signed: bool = False, suffix: str = "") -> str:
+    """A table cell: ``value`` formatted with ``spec`` (and a sign), or a dash when there is none."""
+    if value is None:
+        return "—"
+    return format(value, ("+" if signed else "") + spec) + suffix

@@ -43,8 +43,8 @@ from typing import Any
 from pydub import AudioSegment
 
 from bench.common import (
-    ROOT, BenchError, CorpusFile, Engine, add_corpus_args, check_present, child_env, default_manifests, hypothesis,
-    long_recordings, save_results, scored,
+    ROOT, BenchError, CorpusFile, Engine, add_corpus_args, check_present, child_env, default_manifests, fmt, group_by,
+    hypothesis, long_recordings, median_of, save_results, scored,
 )
 
 _LOGGER = logging.getLogger("bench.cost")
@@ -411,7 +411,7 @@ class Summary:
 
 def _group(runs: list[Run], duration_s: float) -> Summary:
     def median(attr: str) -> float:
-        return statistics.median(getattr(r, attr) for r in runs)
+        return median_of(runs, attr)
 
     first = runs[0]
     errors = statistics.median(r.substitutions + r.deletions + r.insertions for r in runs)
@@ -423,11 +423,8 @@ def _group(runs: list[Run], duration_s: float) -> Summary:
 
 def pooled(rows: list[Summary]) -> list[Summary]:
     """One row per (engine, run) over all recordings: summed wall and CPU s, errors over words."""
-    groups: dict[tuple[str, str], list[Summary]] = {}
-    for row in rows:
-        groups.setdefault((row.engine, row.run), []).append(row)
     out = []
-    for (engine, run), group in groups.items():
+    for (engine, run), group in group_by(rows, lambda row: (row.engine, row.run)).items():
         words, errors = sum(r.words for r in group), sum(r.errors for r in group)
         out.append(Summary(
             f"all {len(group)} recordings", engine, run, min(r.runs for r in group), sum(r.duration_s for r in group),
@@ -438,9 +435,7 @@ def pooled(rows: list[Summary]) -> list[Summary]:
 
 def summarise(runs: list[Run], durations: dict[str, float]) -> list[Summary]:
     """One row per (file, engine, run) in first-seen order, then pooled rows when there are several files."""
-    groups: dict[tuple[str, str, str], list[Run]] = {}
-    for run in runs:
-        groups.setdefault((run.file, run.engine, run.run), []).append(run)
+    groups = group_by(runs, lambda run: (run.file, run.engine, run.run))
     rows = [_group(g, durations.get(key[0], 0.0)) for key, g in groups.items()]
     if len({r.file for r in rows}) > 1:
         rows += pooled(rows)
@@ -453,10 +448,6 @@ def summarise(runs: list[Run], durations: dict[str, float]) -> list[Summary]:
     return rows
 
 
-def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
-    return "—" if value is None else format(value, spec) + suffix
-
-
 def table(rows: list[Summary]) -> str:
     """The summary as a Markdown table."""
     lines = [
@@ -466,7 +457,7 @@ def table(rows: list[Summary]) -> str:
     for r in rows:
         lines.append(
             f"| {r.file} | {r.duration_s:.1f} | {r.engine} | {r.run} | {r.wall_s:.1f} | {r.cpu_s:.1f} "
-            f"| {_fmt(r.cpu_ratio, '.2f', '×')} | {_fmt(r.speedup, '.2f', '×')} | {100 * r.wer:.1f} |"
+            f"| {fmt(r.cpu_ratio, '.2f', suffix='×')} | {fmt(r.speedup, '.2f', suffix='×')} | {100 * r.wer:.1f} |"
         )
     return "\n".join(lines)
 
