@@ -33,8 +33,7 @@ import sys
 import threading
 import uuid
 from pathlib import Path
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from hub.audio import AudioError, load_recording
 from hub.capture import NO_INPUT, DeviceError, default_input, find_input, list_inputs, sounddevice
@@ -51,6 +50,9 @@ from hub.transcript import FORMATS, render, to_text
 from protocol.broker import BrokerAddress
 from protocol.cli import env_default, say, setup_logging
 from protocol.topics import Topics
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 _LOGGER = logging.getLogger("hub")
 
@@ -239,6 +241,8 @@ class _Progress:
         self._bar: tqdm | None = None
         self._closed = False
         if bar_of_s is not None:
+            from tqdm import tqdm  # only for a terminal: importing it costs every hub start about 30 ms
+
             columns, lines = _terminal_size()
             self._bar = tqdm(
                 ncols=columns, nrows=lines, total=round(bar_of_s, 1), file=sys.stderr, smoothing=0, mininterval=0.2,
